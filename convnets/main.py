@@ -1,0 +1,52 @@
+"""Entry point: `python -m convnets.main --config=experiments/<paper>.py --workdir=DIR [--mode=train|eval]`.
+
+Any config field can be overridden, e.g. `--config.batch_size=256 --config.optimizer.learning_rate=0.05`.
+Multi-host: pass --distributed (or --coordinator_address/--num_processes/--process_id, or the CONVNETS_* environment
+variables, see convnets.parallel.initialize_distributed); JAX is then initialised before any device is touched.
+"""
+
+import json
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config file (experiments/*.py).', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard events and results.json.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes automatically) or eval (latest checkpoint).')
+flags.DEFINE_bool('distributed', False, 'Initialise jax.distributed (multi-host); auto-detects the cluster.')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for --distributed.')
+flags.DEFINE_integer('num_processes', None, 'Number of processes, for --distributed.')
+flags.DEFINE_integer('process_id', None, 'This process index, for --distributed.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _wants_distributed() -> bool:
+    return bool(FLAGS.distributed or FLAGS.coordinator_address or os.environ.get('CONVNETS_COORDINATOR_ADDRESS'))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    # Imported here so that --helpshort stays fast, and so that jax.distributed can be initialised before any
+    # module touches a device.
+    from convnets import parallel
+    if _wants_distributed():
+        parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    import tensorflow as tf
+    tf.config.set_visible_devices([], 'GPU')  # tf.data is only the input pipeline; keep accelerators for JAX.
+
+    from convnets.train import loop
+    config = FLAGS.config
+    logging.info('Config:\n%s', config)
+    if FLAGS.mode == 'train':
+        results = loop.train_and_evaluate(config, FLAGS.workdir)
+    else:
+        results = loop.evaluate_checkpoint(config, FLAGS.workdir)
+    if results is not None:
+        print(json.dumps({'step': results['step'], 'eval': results['eval']}), flush=True)
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -1,0 +1,109 @@
+"""Devices, meshes and data-parallel execution: the only module that knows how work is spread over devices.
+
+Main path: `jax.jit(jax.shard_map(step))` over a 1-D mesh with axis 'data' — the train state is replicated
+(PartitionSpec()), each device sees its slice of the global batch (PartitionSpec('data')), and the state is donated.
+Alternative: `jax.pmap` with the state broadcast in (in_axes=None) and out (out_axes=None), which must give the same
+result (tests/test_parallel.py).
+
+Gradient reduction differs between the two, and getting it wrong silently scales the gradient by the device count:
+under shard_map with check_vma=True, a replicated (device-invariant) parameter used in a per-device computation is
+implicitly `pvary`-ed, whose transpose is a `psum`; so the gradient of `pmean(local_loss)` is already the global-mean
+gradient and must not be reduced again. Under pmap nothing is implicit: each device differentiates its local loss and
+the gradients are `pmean`-ed explicitly. `LOSS_IS_GLOBAL` tells the step function which of the two it runs under.
+"""
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+AXIS = 'data'
+KINDS = ('shard_map', 'pmap')
+# Under shard_map the step differentiates the device-averaged loss; under pmap it averages local gradients.
+LOSS_IS_GLOBAL = {'shard_map': True, 'pmap': False}
+
+_distributed_initialized = False
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """Joins a multi-process (multi-host) job. The ONE place `jax.distributed.initialize` is called.
+
+    Call before anything touches a device. Arguments fall back to the environment variables
+    CONVNETS_COORDINATOR_ADDRESS, CONVNETS_NUM_PROCESSES and CONVNETS_PROCESS_ID; with none of them set, JAX
+    auto-detects the cluster (Cloud TPU, SLURM, ...). On CPU, collectives across processes go through gloo.
+    """
+    global _distributed_initialized
+    if _distributed_initialized:
+        return
+    env = os.environ
+    coordinator_address = coordinator_address or env.get('CONVNETS_COORDINATOR_ADDRESS')
+    if num_processes is None and env.get('CONVNETS_NUM_PROCESSES'):
+        num_processes = int(env['CONVNETS_NUM_PROCESSES'])
+    if process_id is None and env.get('CONVNETS_PROCESS_ID'):
+        process_id = int(env['CONVNETS_PROCESS_ID'])
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                               process_id=process_id)
+    _distributed_initialized = True
+    logging.info('jax.distributed: process %d of %d, %d local / %d global devices', jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D data-parallel mesh over `devices` (default: every device of every process)."""
+    devices = list(jax.devices() if devices is None else devices)
+    return Mesh(np.array(devices), (AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def check_batch_size(global_batch_size: int, mesh: Mesh, what: str = 'batch_size') -> None:
+    """Raises a ValueError that says what to change when the batch cannot be split evenly."""
+    n = mesh.devices.size
+    if global_batch_size <= 0 or global_batch_size % n:
+        lower = max(n, global_batch_size // n * n)
+        raise ValueError(
+            f'{what}={global_batch_size} is the GLOBAL batch and must be a positive multiple of the number of '
+            f'devices ({n}). Use e.g. --config.{what}={lower} or {lower + n}.')
+
+
+class Parallel:
+    """Runs per-device step functions over a mesh, as shard_map (default) or pmap."""
+
+    def __init__(self, mesh: Mesh, kind: str = 'shard_map'):
+        if kind not in KINDS:
+            raise ValueError(f"Unknown parallel={kind!r}; valid: {', '.join(KINDS)}.")
+        self.mesh = mesh
+        self.kind = kind
+        self.loss_is_global = LOSS_IS_GLOBAL[kind]
+        self._local_devices = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+
+    def shard_batch(self, local_batch: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """This process's slice of the global batch -> what the compiled step takes.
+
+        shard_map: one global `jax.Array` per field, split over the mesh. pmap: the local numpy arrays reshaped
+        to [local devices, per-device batch, ...].
+        """
+        if self.kind == 'shard_map':
+            sharding = NamedSharding(self.mesh, P(AXIS))
+            return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+        n = len(self._local_devices)
+        return {k: v.reshape((n, v.shape[0] // n) + v.shape[1:]) for k, v in local_batch.items()}
+
+    def compile(self, fn: Callable, *, donate: bool = True) -> Callable:
+        """`fn(state, batch) -> (state_or_other, metrics)`, written per device, run over the whole mesh.
+
+        The state (first argument) and every output are replicated; the batch is split over devices.
+        """
+        if self.kind == 'shard_map':
+            mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P())
+            return jax.jit(mapped, donate_argnums=(0,) if donate else ())
+        return jax.pmap(fn, axis_name=AXIS, in_axes=(None, 0), out_axes=None, devices=list(self.mesh.devices.flat))

@@ -1,0 +1,100 @@
+"""Checkpoints in the workdir: orbax CheckpointManager with a save cadence, retention, resume and preemption.
+
+Safety: orbax writes each checkpoint into a temporary directory and renames it only once every file is written
+(on GCS, where rename is not atomic, a commit marker plays that role), so a run killed mid-save leaves at worst a
+temporary directory that the next start ignores and deletes; the last complete checkpoint stays the latest.
+Each checkpoint carries a small JSON `meta` item (model config, step) used to refuse resuming a different model.
+"""
+
+import json
+import signal
+import threading
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+
+
+class IncompatibleCheckpointError(ValueError):
+    """The workdir holds checkpoints of a different model than the config asks for."""
+
+
+class Checkpointer:
+    """Save / restore the train state under `<workdir>/checkpoints/<step>`."""
+
+    def __init__(self, workdir: str, *, keep: int, model_config: dict[str, Any]):
+        self.directory = epath.Path(workdir) / 'checkpoints'
+        self.model_config = model_config
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'meta'))
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def check_compatible(self) -> None:
+        """Raises IncompatibleCheckpointError if the latest checkpoint was written for another model config."""
+        step = self.latest_step()
+        if step is None:
+            return
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+        saved = meta.get('model')
+        # JSON turns tuples into lists; compare in JSON form.
+        wanted = json.loads(json.dumps(self.model_config))
+        if saved != wanted:
+            raise IncompatibleCheckpointError(
+                f'The workdir {self.directory.parent} holds a checkpoint (step {step}) of model {saved}, but the '
+                f'config asks for model {wanted}. Use a new --workdir, or delete {self.directory} to start over.')
+
+    def restore(self, abstract_state: Any, step: int | None = None) -> Any:
+        """Restores into the shapes, dtypes and shardings of `abstract_state` (e.g. from jax.eval_shape)."""
+        step = self.latest_step() if step is None else step
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+        logging.info('Restored checkpoint at step %d from %s', step, self.directory)
+        return restored['state']
+
+    def save(self, step: int, state: Any, *, force: bool = False) -> bool:
+        meta = {'model': self.model_config, 'step': int(step)}
+        saved = self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                                 meta=ocp.args.JsonSave(meta)), force=force)
+        if saved:
+            logging.info('Saving checkpoint at step %d to %s', step, self.directory)
+        return saved
+
+    def wait(self) -> None:
+        """Blocks until asynchronous saves are durable."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+class PreemptionWatcher:
+    """Turns SIGTERM (preemption notice) into a request to save and stop at a step all processes agree on.
+
+    Single process: our own SIGTERM handler sets a flag. Multi-process: JAX's preemption sync manager (started by
+    jax.distributed.initialize) receives the signal and picks a step at which every process stops together.
+    """
+
+    def __init__(self):
+        self._flag = threading.Event()
+        self._multi = jax.process_count() > 1
+        self._previous = None
+        if not self._multi and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame):
+        logging.warning('SIGTERM received: will save a checkpoint and stop after the current step.')
+        self._flag.set()
+
+    def requested(self, step: int) -> bool:
+        if self._multi:
+            from jax.experimental import multihost_utils
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self._flag.is_set()
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None

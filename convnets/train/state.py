@@ -1,0 +1,28 @@
+"""The train state: everything a resumed run needs, as one pytree that orbax saves and restores."""
+
+from typing import Any
+
+import jax
+from flax import struct
+
+
+@struct.dataclass
+class TrainState:
+    """Parameters, BatchNorm statistics, optimiser state, step and the base PRNG key.
+
+    The data pipeline position is not stored separately: it is a pure function of `step` (see
+    `convnets.data.pipeline.train_batches`), so restoring the step restores the input stream exactly.
+    """
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    rng: jax.Array  # Raw uint32[2] key; per-step keys are derived with fold_in(rng, step).
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The model variables for `module.apply`."""
+        if self.batch_stats:
+            return {'params': self.params, 'batch_stats': self.batch_stats}
+        return {'params': self.params}

@@ -1,0 +1,1 @@
+"""Experiment configs: one file per paper and variant, each importing `default` and setting what differs."""

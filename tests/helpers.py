@@ -1,0 +1,50 @@
+"""Shared test utilities: tiny configs and reading parameters back from a workdir."""
+
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from ml_collections import ConfigDict
+
+from experiments import quickstart
+
+
+def tiny_config(data_dir: str, **model) -> ConfigDict:
+    """The quickstart recipe shrunk to a few steps; `model` replaces the model section (e.g. name='convnet')."""
+    c = quickstart.get_config()
+    c.data.data_dir = data_dir
+    c.batch_size = 16
+    c.num_train_steps = 3
+    c.log_every_steps = 1
+    c.eval_every_steps = 1000
+    c.checkpoint_every_steps = 1000
+    if model:
+        c.model = ConfigDict(model)
+    return c
+
+
+def final_params(workdir: str, step: int | None = None) -> dict:
+    """The parameters stored in the latest (or given) checkpoint of `workdir`, as numpy arrays."""
+    directory = os.path.join(workdir, 'checkpoints')
+    if step is None:
+        step = max(int(d) for d in os.listdir(directory) if d.isdigit())
+    with ocp.StandardCheckpointer() as ckptr:
+        tree = ckptr.restore(os.path.join(directory, str(step), 'state'))
+    return jax.tree.map(np.asarray, tree['params'])
+
+
+def assert_trees_close(a, b, rtol=1e-5, atol=1e-6) -> None:
+    flat_a, tree_a = jax.tree.flatten(a)
+    flat_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(flat_a, flat_b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def assert_trees_equal(a, b) -> None:
+    flat_a, tree_a = jax.tree.flatten(a)
+    flat_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(flat_a, flat_b, strict=True):
+        np.testing.assert_array_equal(x, y)

@@ -1,0 +1,86 @@
+"""The command line as users run it: progress output, results.json, override errors, SIGTERM and SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests import cli
+from tests.helpers import assert_trees_equal, final_params
+
+# 40 steps of LeNet-5 with a checkpoint every 10: long enough to interrupt, short enough for CI.
+RUN = ('--config.num_train_steps=40', '--config.checkpoint_every_steps=10', '--config.eval_every_steps=20',
+       '--config.log_every_steps=10', '--config.batch_size=16')
+
+
+@pytest.fixture(scope='module')
+def straight_run(tmp_path_factory, digits_dir):
+    workdir = str(tmp_path_factory.mktemp('straight'))
+    proc = cli.run(cli.main_command(workdir, digits_dir, *RUN), num_devices=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir, proc
+
+
+def _results(workdir):
+    with open(os.path.join(workdir, 'results.json')) as f:
+        return json.load(f)
+
+
+def test_cli_trains_and_reports(straight_run):
+    workdir, proc = straight_run
+    log = proc.stderr
+    assert 'step 10/40' in log and 'img/s' in log and 'eta' in log and 'lr 0.02' in log
+    assert 'eval at step 40: top1' in log
+    results = _results(workdir)
+    assert results['step'] == 40
+    assert set(results['eval']) >= {'top1', 'top5', 'loss'}
+    assert results['train_images_per_s'] > 0
+    assert results['config']['batch_size'] == 16
+    assert json.loads(proc.stdout.strip().splitlines()[-1])['step'] == 40
+
+
+def _interrupt_when_checkpointed(tmp_path, digits_dir, sig):
+    workdir = str(tmp_path / 'run')
+    proc = subprocess.Popen(cli.main_command(workdir, digits_dir, *RUN), cwd=cli.ROOT, env=cli.env(2),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt_dir = os.path.join(workdir, 'checkpoints')
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir)):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, 'the run finished before it could be interrupted'
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return workdir, proc.returncode, err
+
+
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM], ids=['sigkill', 'sigterm'])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, digits_dir, straight_run, sig):
+    workdir, returncode, err = _interrupt_when_checkpointed(tmp_path, digits_dir, sig)
+    if sig == signal.SIGTERM:
+        assert returncode == 0, err[-3000:]  # Clean exit after saving.
+        assert 'Preempted: checkpoint saved at step' in err
+    else:
+        assert returncode == -signal.SIGKILL
+    assert not os.path.exists(os.path.join(workdir, 'results.json'))
+    proc = cli.run(cli.main_command(workdir, digits_dir, *RUN), num_devices=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Restored checkpoint at step' in proc.stderr
+    assert_trees_equal(final_params(workdir), final_params(straight_run[0]))
+    assert _results(workdir)['eval'] == _results(straight_run[0])['eval']
+
+
+def test_wrong_override_type_is_a_clear_error(tmp_path, digits_dir):
+    proc = cli.run(cli.main_command(str(tmp_path), digits_dir, '--config.batch_size=sixteen'))
+    assert proc.returncode != 0
+    assert 'batch_size' in proc.stderr and 'sixteen' in proc.stderr
+
+
+def test_unknown_override_field_is_an_error(tmp_path, digits_dir):
+    proc = cli.run(cli.main_command(str(tmp_path), digits_dir, '--config.optimizer.learning_rat=0.1'))
+    assert proc.returncode != 0
+    assert 'learning_rat' in proc.stderr

@@ -1,0 +1,157 @@
+"""The training loop end to end: learning, determinism, resume after stop / preemption / kill, guards, outputs."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from convnets.train import checkpoint, loop
+from tests.helpers import assert_trees_equal, final_params, tiny_config
+
+
+def _read(workdir, name='results.json'):
+    with open(os.path.join(workdir, name)) as f:
+        return json.load(f)
+
+
+def test_quickstart_shortened_learns(tmp_path, digits_dir):
+    """LeNet-5 on the embedded digits: 3 epochs lower the loss substantially and beat chance by far."""
+    config = tiny_config(digits_dir)
+    config.batch_size = 32
+    config.num_train_steps = 135  # 3 epochs of 44 steps.
+    config.log_every_steps = 5
+    results = loop.train_and_evaluate(config, str(tmp_path / 'run'), devices=jax.devices()[:2])
+    events = os.listdir(tmp_path / 'run' / 'tensorboard')
+    assert events and events[0].startswith('events.out.tfevents')
+    assert results['eval']['loss'] < 0.5 * np.log(10)  # Chance is ln(10) = 2.30.
+    assert results['eval']['top1'] > 0.85
+    assert results['eval']['num_examples'] == 360
+    assert results['eval']['top5'] >= results['eval']['top1']
+    written = _read(tmp_path / 'run')
+    assert written['step'] == 135
+    assert written['eval'] == pytest.approx(results['eval'])
+    assert written['train_images_per_s'] > 0
+    assert written['config']['model']['name'] == 'lenet5'
+
+
+def test_two_runs_same_seed_are_bitwise_identical(tmp_path, digits_dir):
+    config = tiny_config(digits_dir)
+    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+    loop.train_and_evaluate(config, a, devices=jax.devices()[:4])
+    loop.train_and_evaluate(config, b, devices=jax.devices()[:4])
+    assert_trees_equal(final_params(a), final_params(b))
+    config.seed = 1
+    c = str(tmp_path / 'c')
+    loop.train_and_evaluate(config, c, devices=jax.devices()[:4])
+    assert not np.array_equal(jax.tree.leaves(final_params(a))[0], jax.tree.leaves(final_params(c))[0])
+
+
+def test_preempted_run_resumes_to_the_same_result(tmp_path, digits_dir, monkeypatch):
+    """A SIGTERM-style stop after step 4 saves; the rerun resumes (state, RNG, data position) and matches."""
+    config = tiny_config(digits_dir)
+    config.num_train_steps = 8
+    config.checkpoint_every_steps = 3
+    config.eval_every_steps = 4
+    devices = jax.devices()[:2]
+    straight = str(tmp_path / 'straight')
+    loop.train_and_evaluate(config, straight, devices=devices)
+
+    resumed = str(tmp_path / 'resumed')
+    monkeypatch.setattr(checkpoint.PreemptionWatcher, 'requested', lambda self, step: step == 5)
+    assert loop.train_and_evaluate(config, resumed, devices=devices) is None
+    assert not os.path.exists(os.path.join(resumed, 'results.json'))
+    assert sorted(os.listdir(os.path.join(resumed, 'checkpoints'))) == ['3', '5']
+    monkeypatch.undo()
+    loop.train_and_evaluate(config, resumed, devices=devices)
+    assert_trees_equal(final_params(straight), final_params(resumed))
+    a, b = _read(straight), _read(resumed)
+    assert a['step'] == b['step'] == 8
+    assert a['eval'] == b['eval']
+
+
+def test_interrupted_save_is_ignored(tmp_path, digits_dir):
+    """Leftovers of a save killed midway (orbax's temporary directory) do not break the next start."""
+    config = tiny_config(digits_dir)
+    config.num_train_steps = 3
+    workdir = str(tmp_path / 'run')
+    loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    ckpt_dir = os.path.join(workdir, 'checkpoints')
+    partial = os.path.join(ckpt_dir, '6.orbax-checkpoint-tmp-1234567890')
+    os.makedirs(os.path.join(partial, 'state'))
+    with open(os.path.join(partial, 'state', 'garbage'), 'w') as f:
+        f.write('half a file')
+    config.num_train_steps = 6
+    loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    assert _read(workdir)['step'] == 6
+    assert not os.path.exists(partial)
+
+
+def test_checkpoint_retention(tmp_path, digits_dir):
+    config = tiny_config(digits_dir)
+    config.num_train_steps = 10
+    config.checkpoint_every_steps = 2
+    config.keep_checkpoints = 2
+    workdir = str(tmp_path / 'run')
+    loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')), key=int) == ['8', '10']
+
+
+def test_eval_mode_reads_latest_checkpoint(tmp_path, digits_dir):
+    config = tiny_config(digits_dir)
+    workdir = str(tmp_path / 'run')
+    trained = loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    evaluated = loop.evaluate_checkpoint(config, workdir, devices=jax.devices()[:1])
+    assert evaluated['step'] == 3
+    assert evaluated['eval'] == pytest.approx(trained['eval'])
+    assert _read(workdir, 'eval_results.json')['eval'] == pytest.approx(trained['eval'])
+    with pytest.raises(FileNotFoundError, match='No checkpoint'):
+        loop.evaluate_checkpoint(config, str(tmp_path / 'empty'), devices=jax.devices()[:1])
+
+
+# ---------------------------------------------------------------------------------------------------- guards
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits_dir):
+    config = tiny_config(digits_dir)
+    config.num_train_steps = 4
+    config.checkpoint_every_steps = 2
+    workdir = str(tmp_path / 'run')
+    loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    good = final_params(workdir)
+    config.num_train_steps = 20
+    config.optimizer.learning_rate = float("inf")  # The first update overflows.
+    with pytest.raises(loop.NonFiniteLossError, match=r'step 5 .*last good checkpoint \(step 4\)'):
+        loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+    assert_trees_equal(final_params(workdir), good)
+
+
+def test_batch_not_divisible_by_devices(tmp_path, digits_dir):
+    config = tiny_config(digits_dir)
+    config.batch_size = 12
+    with pytest.raises(ValueError, match=r'batch_size=12 .* multiple of the number of devices \(8\).*=8 or 16'):
+        loop.train_and_evaluate(config, str(tmp_path / 'run'), devices=jax.devices())
+
+
+def test_unknown_model(tmp_path, digits_dir):
+    config = tiny_config(digits_dir)
+    config.model.name = 'lenet'
+    with pytest.raises(ValueError, match=r"lenet.*lenet5"):
+        loop.train_and_evaluate(config, str(tmp_path / 'run'), devices=jax.devices()[:1])
+
+
+def test_unknown_dataset(tmp_path, digits_dir):
+    config = tiny_config(digits_dir)
+    config.data.name = 'cifar_10'
+    with pytest.raises(ValueError, match=r"cifar_10.*cifar10"):
+        loop.train_and_evaluate(config, str(tmp_path / 'run'), devices=jax.devices()[:1])
+
+
+def test_workdir_of_a_different_model(tmp_path, digits_dir):
+    workdir = str(tmp_path / 'run')
+    loop.train_and_evaluate(tiny_config(digits_dir), workdir, devices=jax.devices()[:1])
+    other = tiny_config(digits_dir, name='convnet', num_classes=10)
+    with pytest.raises(checkpoint.IncompatibleCheckpointError, match=r"lenet5.*convnet.*new --workdir"):
+        loop.train_and_evaluate(other, workdir, devices=jax.devices()[:1])
