@@ -34,7 +34,8 @@ def main(argv):
     if FLAGS.image_shape:
         shape = tuple(int(x) for x in FLAGS.image_shape)
     else:
-        shape = next(pipeline.train_batches(config.data, global_batch_size=config.batch_size, seed=0))['image'].shape[1:]
+        first = next(pipeline.train_batches(config.data, global_batch_size=config.batch_size, seed=0))
+        shape = first['image'].shape[1:]
     model = loop.build_model(config)
     schedule = optim.make_schedule(config.optimizer, steps_per_epoch=1000, total_steps=10**6)
     tx = optim.make_optimizer(config.optimizer, schedule)
@@ -58,7 +59,8 @@ def main(argv):
     jax.block_until_ready(metrics)
     dt = time.perf_counter() - t
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-    print(f'experiment: {config_flags.get_config_filename(FLAGS["config"])}  model: {config.model.name}  params: {n_params}')
+    name = config_flags.get_config_filename(FLAGS['config'])
+    print(f'experiment: {name}  model: {config.model.name}  params: {n_params}')
     print(f'devices: {mesh.devices.size} x {jax.devices()[0].platform}  parallel: {config.parallel}')
     print(f'global batch: {config.batch_size}  image: {"x".join(map(str, shape))}')
     print(f'compile + first step (s): {compile_s:.2f}')

@@ -26,9 +26,16 @@ def _wants_distributed() -> bool:
     return bool(FLAGS.distributed or FLAGS.coordinator_address or os.environ.get('CONVNETS_COORDINATOR_ADDRESS'))
 
 
+def _quiet_library_info(record) -> bool:
+    """Drops orbax's and TFDS's INFO chatter (several lines per checkpoint) from the progress log."""
+    noisy = ('/orbax/', '/tensorflow_datasets/', '/etils/')
+    return record.levelno > 20 or not any(part in record.pathname for part in noisy)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    logging.get_absl_handler().addFilter(_quiet_library_info)
     # Imported here so that --helpshort stays fast, and so that jax.distributed can be initialised before any
     # module touches a device.
     from convnets import parallel

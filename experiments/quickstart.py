@@ -23,11 +23,11 @@ def get_config():
     c.data.train_preprocess = 'decode|random_crop(32, pad=2)|value_range(-0.1, 1.175)'
     c.data.eval_preprocess = 'decode|value_range(-0.1, 1.175)'
     c.batch_size = 32
-    c.num_epochs = 30.0
-    c.optimizer.learning_rate = 0.02
+    c.num_epochs = 40.0
+    c.optimizer.learning_rate = 0.05
     c.optimizer.momentum = 0.9
     c.optimizer.schedule = 'step'
-    c.optimizer.boundaries = (20.0, 26.0)
+    c.optimizer.boundaries = (30.0, 36.0)
     c.log_every_steps = 100
     c.eval_every_steps = 500
     c.checkpoint_every_steps = 500

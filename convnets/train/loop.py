@@ -56,7 +56,8 @@ def _check_finite(pending: list[dict[str, jax.Array]], first_step: int, last_goo
             kept = f'the last good checkpoint (step {last_good}) is kept' if last_good else 'no checkpoint was saved'
             raise NonFiniteLossError(
                 f'Non-finite loss, gradient or parameters at step {first_step + i} (loss={m["loss"]}, '
-                f'grad_norm={m["grad_norm"]}, param_norm={m["param_norm"]}); training stopped and {kept}. Try a lower --config.optimizer.learning_rate, '
+                f'grad_norm={m["grad_norm"]}, param_norm={m["param_norm"]}); training stopped and {kept}. '
+                f'Try a lower --config.optimizer.learning_rate, '
                 f'a warm-up (--config.optimizer.warmup_steps), or check the input normalisation.')
 
 
@@ -83,7 +84,7 @@ def _write_json(workdir: str, name: str, results: dict[str, Any]) -> None:
     path = epath.Path(workdir) / name
     tmp = path.parent / (name + '.tmp')
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
-    tmp.rename(path)
+    tmp.replace(path)
 
 
 @dataclasses.dataclass
