@@ -29,8 +29,13 @@ def final_params(workdir: str, step: int | None = None) -> dict:
     directory = os.path.join(workdir, 'checkpoints')
     if step is None:
         step = max(int(d) for d in os.listdir(directory) if d.isdigit())
+    path = os.path.join(directory, str(step), 'state')
+    one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     with ocp.StandardCheckpointer() as ckptr:
-        tree = ckptr.restore(os.path.join(directory, str(step), 'state'))
+        # Read onto one local device whatever topology wrote it (e.g. 2 processes x 4 devices).
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device),
+                              ckptr.metadata(path).item_metadata.tree)
+        tree = ckptr.restore(path, target)
     return jax.tree.map(np.asarray, tree['params'])
 
 

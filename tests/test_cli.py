@@ -32,7 +32,7 @@ def _results(workdir):
 def test_cli_trains_and_reports(straight_run):
     workdir, proc = straight_run
     log = proc.stderr
-    assert 'step 10/40' in log and 'img/s' in log and 'eta' in log and 'lr 0.02' in log
+    assert 'step 10/40' in log and 'img/s' in log and 'eta' in log and 'lr 0.05' in log
     assert 'eval at step 40: top1' in log
     results = _results(workdir)
     assert results['step'] == 40
