@@ -363,3 +363,16 @@ def test_scaled_tanh_constants():
     assert LECUN_A == 1.7159 and LECUN_S == pytest.approx(2 / 3)
     np.testing.assert_allclose(scaled_tanh(jnp.array([1.0, -1.0, 0.0])), [1.0, -1.0, 0.0], atol=1e-4)
     assert float(scaled_tanh(jnp.array(100.0))) == pytest.approx(1.7159)
+
+
+def test_untrained_lenet5_predicts_uniformly():
+    """With the paper's small fan-in initialisation the untrained net's loss is ln(10): the baseline against which
+    tests/test_train.py measures learning."""
+    import optax
+
+    model = get_model('lenet5')
+    x = jax.random.uniform(jax.random.key(1), (64, 32, 32, 1), minval=-0.1, maxval=1.175)
+    labels = jnp.arange(64) % 10
+    logits = model.apply(model.init(jax.random.key(0), x), x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    np.testing.assert_allclose(loss, np.log(10), rtol=0.02)

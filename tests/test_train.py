@@ -25,7 +25,9 @@ def test_quickstart_shortened_learns(tmp_path, digits_dir):
     results = loop.train_and_evaluate(config, str(tmp_path / 'run'), devices=jax.devices()[:2])
     events = os.listdir(tmp_path / 'run' / 'tensorboard')
     assert events and events[0].startswith('events.out.tfevents')
-    assert results['eval']['loss'] < 0.5 * np.log(10)  # Chance is ln(10) = 2.30.
+    # The untrained LeNet-5 predicts uniformly: loss ln(10) = 2.30 (tests/test_models.py checks the start).
+    assert results['train']['loss'] < 0.3 * np.log(10)
+    assert results['eval']['loss'] < 0.3 * np.log(10)
     assert results['eval']['top1'] > 0.85
     assert results['eval']['num_examples'] == 360
     assert results['eval']['top5'] >= results['eval']['top1']

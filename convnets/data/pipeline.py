@@ -140,7 +140,11 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
 
 def num_examples(data: ConfigDict, split: str) -> int:
     """Number of examples of ``split`` (any TFDS split string, e.g. 'train[:90%]')."""
-    return get_builder(data).info.splits[split].num_examples
+    builder = get_builder(data)
+    try:
+        return builder.info.splits[split].num_examples
+    except KeyError:  # No split metadata (e.g. under tfds.testing.mock_data): count the records.
+        return _raw(builder, split, cache=False)[1]
 
 
 def num_classes(data: ConfigDict) -> int:

@@ -17,6 +17,10 @@ from absl import logging
 from etils import epath
 
 
+# orbax names a checkpoint in progress '<step>.orbax-checkpoint-tmp[-<timestamp>]' until it is complete.
+TMP_MARKER = '.orbax-checkpoint-tmp'
+
+
 class IncompatibleCheckpointError(ValueError):
     """The workdir holds checkpoints of a different model than the config asks for."""
 
@@ -27,8 +31,22 @@ class Checkpointer:
     def __init__(self, workdir: str, *, keep: int, model_config: dict[str, Any]):
         self.directory = epath.Path(workdir) / 'checkpoints'
         self.model_config = model_config
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+        self._remove_interrupted_saves()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'meta'))
+
+    def _remove_interrupted_saves(self) -> None:
+        """Deletes the temporary directories of saves that a kill interrupted (process 0 only, before any save).
+
+        Done synchronously here rather than by orbax's background clean-up so that nothing else touches the
+        file system while the run starts.
+        """
+        if jax.process_index() != 0 or not self.directory.exists():
+            return
+        for path in self.directory.iterdir():
+            if TMP_MARKER in path.name:
+                logging.warning('Removing %s, left by a save that did not finish.', path)
+                path.rmtree()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()

@@ -183,6 +183,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
     pending: list[dict[str, jax.Array]] = []
     step = start_step
     eval_metrics: dict[str, float] | None = None
+    train_metrics: dict[str, float] | None = None
     t_start = time.time()
     try:
         while step < total_steps:
@@ -195,7 +196,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
             stopping = preemption.requested(step)
             if step % config.log_every_steps == 0 or step == total_steps:
                 _check_finite(pending, step - len(pending) + 1, last_good)
-                mean = _mean_metrics(pending)
+                mean = train_metrics = _mean_metrics(pending)
                 pending = []
                 ips = throughput.images_per_second(step, since_last=True)
                 progress.log_train(step, total_steps, mean, ips, throughput.eta_seconds(step, ips))
@@ -226,6 +227,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
     results = {
         'step': step,
         'eval': eval_metrics,
+        'train': train_metrics,  # Means over the last logging interval.
         'train_images_per_s': _finite_or_none(throughput.images_per_second(step)),
         'num_params': n_params,
         'num_devices': int(mesh.devices.size),
