@@ -16,7 +16,6 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-
 # orbax names a checkpoint in progress '<step>.orbax-checkpoint-tmp[-<timestamp>]' until it is complete.
 TMP_MARKER = '.orbax-checkpoint-tmp'
 
