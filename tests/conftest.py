@@ -1,9 +1,16 @@
 """Test setup: 8 simulated CPU devices (set before jax is imported anywhere) and a prepared embedded dataset."""
 
 import os
+import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8').strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# JAX's persistent compilation cache, shared by xdist workers and the CLI subprocesses of the tests: most tests
+# compile the same few tiny programs, and compilation dominates their run time. Cached executables are the
+# ones a fresh compile would produce, so results (bitwise determinism included) are unaffected.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(tempfile.gettempdir(), 'convnets-tests-jax-cache'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 import pytest  # noqa: E402
 
