@@ -16,6 +16,17 @@ def _read(workdir, name='results.json'):
         return json.load(f)
 
 
+def _tensorboard_scalars(logdir) -> dict[str, dict[int, float]]:
+    import tensorflow as tf
+
+    scalars: dict[str, dict[int, float]] = {}
+    for name in os.listdir(logdir):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(logdir, name)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return scalars
+
+
 def test_quickstart_shortened_learns(tmp_path, digits_dir):
     """LeNet-5 on the embedded digits: 7 epochs lower the loss substantially and beat chance by far."""
     config = tiny_config(digits_dir)
@@ -23,8 +34,11 @@ def test_quickstart_shortened_learns(tmp_path, digits_dir):
     config.num_train_steps = 300  # 7 epochs of 44 steps.
     config.log_every_steps = 5
     results = loop.train_and_evaluate(config, str(tmp_path / 'run'), devices=jax.devices()[:2])
-    events = os.listdir(tmp_path / 'run' / 'tensorboard')
-    assert events and events[0].startswith('events.out.tfevents')
+    scalars = _tensorboard_scalars(tmp_path / 'run' / 'tensorboard')
+    assert sorted(scalars['train/loss']) == list(range(5, 301, 5))
+    assert scalars['train/loss'][300] < 0.3 * scalars['train/loss'][5]
+    assert scalars['eval/top1'][300] == pytest.approx(results['eval']['top1'])
+    assert scalars['train/lr'][5] == pytest.approx(0.05)
     # The untrained LeNet-5 predicts uniformly: loss ln(10) = 2.30 (tests/test_models.py checks the start).
     assert results['train']['loss'] < 0.3 * np.log(10)
     assert results['eval']['loss'] < 0.3 * np.log(10)

@@ -141,9 +141,8 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[j
         s.ckpt.close()
         raise FileNotFoundError(f'No checkpoint in {s.ckpt.directory}: train first (--mode=train) with this '
                                 f'--workdir, or point --workdir at a finished run.')
-    first = next(pipeline.eval_batches(config.data, global_batch_size=config.eval_batch_size or config.batch_size,
-                                       process_index=jax.process_index(), process_count=jax.process_count()))
-    _init_or_restore(config, s, tuple(first['image'].shape[1:]))
+    # The model is built for the training input shape, as when it was trained.
+    _init_or_restore(config, s, pipeline.element_spec_shape(config.data, train=True))
     s.ckpt.close()
     eval_step = s.par.compile(classification.make_eval_step(s.model, axis_name=parallel.AXIS), donate=False)
     metrics = evaluate(s.par, eval_step, s.state, config)
