@@ -53,12 +53,19 @@ def get_config() -> config_dict.ConfigDict:
     c.optimizer.nesterov = False
     c.optimizer.weight_decay = 0.0
     c.optimizer.weight_decay_on = 'all'  # 'all' parameters, or 'kernels' (no biases/BN/subsampling coefs).
-    c.optimizer.schedule = 'constant'  # constant | step | exponential | cosine
+    c.optimizer.schedule = 'constant'  # constant | step | exponential | cosine | plateau
     c.optimizer.boundaries = ()  # 'step': where the rate is multiplied by decay_factor.
     c.optimizer.boundary_unit = 'epochs'  # unit of boundaries and decay_every: 'epochs' or 'steps'.
     c.optimizer.decay_factor = 0.1
     c.optimizer.decay_every = 1.0  # 'exponential': multiply by decay_factor every this many units.
     c.optimizer.warmup_steps = 0
+    # 'plateau': multiply the rate by decay_factor after plateau_patience evaluations (every eval_every_steps)
+    # whose top-1 error did not improve by more than plateau_rtol (relative).
+    c.optimizer.plateau_patience = 1
+    c.optimizer.plateau_rtol = 1e-4
+    c.optimizer.plateau_cooldown = 0
+    c.optimizer.velocity = 'lr_outside'  # or 'lr_inside' (AlexNet/Caffe: rate applied inside the momentum).
+    c.optimizer.filter_rms_max = 0.0  # > 0: ZF Net's renormalisation of conv filters to this RMS radius.
 
     c.log_every_steps = 100
     c.eval_every_steps = 1000  # Also evaluated at the end of training.

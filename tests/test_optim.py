@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from convnets.train import optim
+from convnets.train import optim, transforms
 from experiments import default
 
 
@@ -67,3 +67,61 @@ def test_coupled_weight_decay(on, bias_decays):
     updates, state = tx.update(zeros, state, new)  # Second step: momentum carries the first decay term.
     v2 = 0.9 * 0.01 * 2.0 + 0.01 * float(new['kernel'][0, 0])
     np.testing.assert_allclose(optax.apply_updates(new, updates)['kernel'], new['kernel'] - 0.1 * v2, rtol=1e-6)
+
+
+def _sgd_update_size(tx, state, params):
+    updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+    return float(-updates['w'][0]), state
+
+
+def test_plateau_drops_by_10x_after_patience_not_before():
+    opt = _opt(schedule='plateau', learning_rate=0.1, momentum=0.0, plateau_patience=2, decay_factor=0.1)
+    tx = optim.make_optimizer(opt, optim.make_schedule(opt, steps_per_epoch=1, total_steps=1))
+    plateau = optim.plateau(opt)
+    params = {'w': jnp.zeros((1,))}
+    state = tx.init(params)
+    errors = [0.5, 0.4, 0.41, 0.40, 0.40, 0.39, 0.39]
+    expected_scale = [1, 1, 1, 0.1, 0.1, 0.1, 0.1]  # Two evaluations without improvement, then /10.
+    for err, scale in zip(errors, expected_scale, strict=True):
+        state = plateau.report(state, jnp.float32(err))
+        assert float(transforms.rate_multiplier(state)) == pytest.approx(scale)
+        size, _ = _sgd_update_size(tx, state, params)
+        assert size == pytest.approx(0.1 * scale)
+
+
+def test_lr_inside_velocity_is_alexnets_update():
+    """AlexNet sec. 5: v <- 0.9 v - 0.0005 lr w - lr g; w <- w + v, with lr dropping between the steps."""
+    opt = _opt(schedule='step', boundaries=(1,), boundary_unit='steps', learning_rate=0.01, momentum=0.9,
+               weight_decay=5e-4, velocity='lr_inside')
+    tx = optim.make_optimizer(opt, optim.make_schedule(opt, steps_per_epoch=1, total_steps=3))
+    w = jnp.array([1.0, -2.0])
+    g = [jnp.array([0.3, 0.1]), jnp.array([-0.2, 0.4])]
+    state = tx.init({'w': w})
+    v, w_ref = np.zeros(2), np.asarray(w)
+    params = {'w': w}
+    for step, (grad, lr) in enumerate(zip(g, [0.01, 0.001], strict=True)):
+        v = 0.9 * v - 5e-4 * lr * w_ref - lr * np.asarray(grad)
+        w_ref = w_ref + v
+        updates, state = tx.update({'w': grad}, state, params)
+        params = optax.apply_updates(params, updates)
+        np.testing.assert_allclose(params['w'], w_ref, rtol=1e-6, err_msg=f'step {step}')
+
+
+def test_zf_filter_renormalisation():
+    opt = _opt(learning_rate=1.0, momentum=0.0, filter_rms_max=0.1)
+    tx = optim.make_optimizer(opt, optim.make_schedule(opt, steps_per_epoch=1, total_steps=1))
+    kernel = np.zeros((3, 3, 2, 3), np.float32)
+    kernel[..., 0] = 0.5   # RMS 0.5 -> scaled to 0.1
+    kernel[..., 1] = 0.05  # RMS 0.05 -> untouched
+    kernel[..., 2] = np.random.default_rng(0).normal(0, 1, (3, 3, 2))  # RMS ~1 -> 0.1, direction kept
+    params = {'conv': {'kernel': jnp.zeros_like(kernel), 'bias': jnp.zeros(3)}, 'dense': jnp.zeros((4, 4))}
+    grads = {'conv': {'kernel': -jnp.asarray(kernel), 'bias': -jnp.full(3, 5.0)}, 'dense': -jnp.full((4, 4), 5.0)}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    new = optax.apply_updates(params, updates)
+    rms = np.sqrt(np.mean(np.square(new['conv']['kernel']), axis=(0, 1, 2)))
+    np.testing.assert_allclose(rms, [0.1, 0.05, 0.1], rtol=1e-5)
+    np.testing.assert_allclose(new['conv']['kernel'][..., 1], kernel[..., 1])  # Small filter not touched.
+    np.testing.assert_allclose(new['conv']['kernel'][..., 2], kernel[..., 2] * 0.1 / np.sqrt(np.mean(
+        kernel[..., 2] ** 2)), rtol=1e-5)
+    np.testing.assert_allclose(new['conv']['bias'], 5.0)  # Biases and dense weights are not filters.
+    np.testing.assert_allclose(new['dense'], 5.0)

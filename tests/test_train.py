@@ -171,3 +171,18 @@ def test_workdir_of_a_different_model(tmp_path, digits_dir):
     other = tiny_config(digits_dir, name='convnet', num_classes=10)
     with pytest.raises(checkpoint.IncompatibleCheckpointError, match=r"lenet5.*convnet.*new --workdir"):
         loop.train_and_evaluate(other, workdir, devices=jax.devices()[:1])
+
+
+def test_plateau_schedule_is_driven_by_evaluations(tmp_path, digits_dir):
+    """With a rate too small to change the error, every evaluation after the first is 'no improvement': with
+    patience 2 the rate drops 10x after evaluations 3 and 5, and the steps after them train at the lower rate."""
+    config = tiny_config(digits_dir)
+    config.num_train_steps = 6
+    config.eval_every_steps = 1
+    config.optimizer.schedule = 'plateau'
+    config.optimizer.plateau_patience = 2
+    config.optimizer.learning_rate = 1e-9
+    workdir = tmp_path / 'run'
+    loop.train_and_evaluate(config, str(workdir), devices=jax.devices()[:1])
+    lr = _tensorboard_scalars(workdir / 'tensorboard')['train/lr']
+    assert [lr[s] / 1e-9 for s in range(1, 7)] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.01])

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from convnets.train import transforms
 from convnets.train.state import TrainState
 
 
@@ -64,7 +65,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
         metrics = {
             'loss': loss,
             'top1': lax.pmean(jnp.mean(topk_correct(logits, batch['label'], 1)), axis_name),
-            'lr': jnp.asarray(schedule(state.step), jnp.float32),
+            'lr': jnp.asarray(schedule(state.step), jnp.float32) * transforms.rate_multiplier(state.opt_state),
             'grad_norm': optax.global_norm(grads),
             # Catches a step whose update overflowed even though its loss and gradient were still finite.
             'param_norm': optax.global_norm(new_state.params),

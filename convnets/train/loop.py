@@ -175,6 +175,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
     train_step = par.compile(classification.make_train_step(
         model, tx, schedule, axis_name=parallel.AXIS, loss_is_global=par.loss_is_global))
     eval_step = par.compile(classification.make_eval_step(model, axis_name=parallel.AXIS), donate=False)
+    plateau = optim.plateau(config.optimizer)
+    report_plateau = jax.jit(lambda st, err: st.replace(opt_state=plateau.report(st.opt_state, err)),
+                             donate_argnums=0, out_shardings=parallel.replicated(mesh)) if plateau else None
     writer = progress.MetricWriter(workdir, enabled=is_main)
     throughput = progress.Throughput(config.batch_size, total_steps)
     preemption = checkpoint.PreemptionWatcher()
@@ -205,6 +208,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
                     eval_metrics = evaluate(par, eval_step, state, config)
                 logging.info('eval at step %d: top1 %.4f  top5 %.4f  loss %.4f', step, eval_metrics['top1'],
                              eval_metrics['top5'], eval_metrics['loss'])
+                if plateau is not None:  # "Divide the rate by 10 when the validation error stops improving."
+                    state = report_plateau(state, 1.0 - eval_metrics['top1'])
                 writer.scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
             if step % config.checkpoint_every_steps == 0 or step == total_steps or stopping:
                 with throughput.excluded():

@@ -1,10 +1,11 @@
 """Optimisers and learning-rate schedules built from the config's `optimizer` section.
 
-Every paper in this project trains with SGD + momentum (optax.sgd). Weight decay is *coupled* (an L2 term added to
-the gradient before momentum), which is how Caffe and the papers' update rules apply it:
-  v <- m v + (g + wd w);  w <- w - lr v.
-AlexNet (section 5) writes the decay inside the velocity with the rate already applied, v <- m v - wd lr w - lr g;
-the two agree exactly while the learning rate is constant and differ only at the steps where the rate changes.
+Every paper in this project trains with SGD + momentum. Weight decay is *coupled* (an L2 term added to the gradient
+before momentum), as in Caffe and the papers. Two placements of the learning rate (`optimizer.velocity`):
+  'lr_outside' (optax.sgd, default):   v <- m v + (g + wd w);          w <- w - lr v
+  'lr_inside'  (AlexNet sec. 5, Caffe): v <- m v - lr (g + wd w);       w <- w + v
+They agree exactly while the rate is constant; when it drops, 'lr_inside' keeps the velocity built at the old rate
+(the paper's update), while 'lr_outside' rescales it at once.
 """
 
 from collections.abc import Callable
@@ -14,7 +15,10 @@ import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
-SCHEDULES = ('constant', 'step', 'exponential', 'cosine')
+from convnets.train import transforms
+
+SCHEDULES = ('constant', 'step', 'exponential', 'cosine', 'plateau')
+VELOCITIES = ('lr_outside', 'lr_inside')
 
 
 def _to_steps(value: float, unit: str, steps_per_epoch: int) -> int:
@@ -30,7 +34,7 @@ def make_schedule(opt: ConfigDict, *, steps_per_epoch: int, total_steps: int) ->
     lr = opt.learning_rate
     name = opt.schedule
     unit = opt.get('boundary_unit', 'epochs')
-    if name == 'constant':
+    if name in ('constant', 'plateau'):  # 'plateau': constant here, lowered by `plateau()` after evaluations.
         schedule = optax.constant_schedule(lr)
     elif name == 'step':
         # Piecewise constant: multiply by decay_factor at each boundary (e.g. ResNet CIFAR: /10 at 32k and 48k).
@@ -62,10 +66,28 @@ def _decay_mask(on: str) -> Callable | None:
     raise ValueError(f"optimizer.weight_decay_on must be 'all' or 'kernels', got {on!r}.")
 
 
+def plateau(opt: ConfigDict) -> transforms.Plateau | None:
+    """The evaluation-driven rate controller of schedule 'plateau' (None for the other schedules)."""
+    if opt.schedule != 'plateau':
+        return None
+    return transforms.Plateau(factor=opt.decay_factor, patience=int(opt.plateau_patience), rtol=opt.plateau_rtol,
+                              cooldown=int(opt.plateau_cooldown))
+
+
 def make_optimizer(opt: ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """SGD with momentum and coupled weight decay (see the module docstring)."""
+    """SGD with momentum and coupled weight decay (see the module docstring), plus the options papers need."""
+    velocity = opt.get('velocity', 'lr_outside')
+    if velocity not in VELOCITIES:
+        raise ValueError(f"optimizer.velocity must be one of {', '.join(VELOCITIES)}, got {velocity!r}.")
     parts = []
     if opt.weight_decay:
         parts.append(optax.add_decayed_weights(opt.weight_decay, mask=_decay_mask(opt.weight_decay_on)))
-    parts.append(optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov))
+    rate = [optax.scale_by_learning_rate(schedule)]
+    controller = plateau(opt)
+    if controller is not None:
+        rate.append(controller.transform())  # The plateau multiplier acts exactly where the rate acts.
+    momentum = [optax.trace(decay=opt.momentum, nesterov=opt.nesterov)] if opt.momentum else []
+    parts += momentum + rate if velocity == 'lr_outside' else rate + momentum
+    if opt.get('filter_rms_max', 0.0):
+        parts.append(transforms.renormalize_filters(opt.filter_rms_max))
     return optax.chain(*parts)
