@@ -107,3 +107,8 @@ class Parallel:
             mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P())
             return jax.jit(mapped, donate_argnums=(0,) if donate else ())
         return jax.pmap(fn, axis_name=AXIS, in_axes=(None, 0), out_axes=None, devices=list(self.mesh.devices.flat))
+
+
+def compile_per_example(fn: Callable, mesh: Mesh) -> Callable:
+    """`fn(state, batch) -> per-example outputs`, run over the mesh; the outputs stay split over the batch axis."""
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))

@@ -13,6 +13,7 @@ Schema
   num_train_steps          > 0 to fix the step count; otherwise derived from `num_epochs`.
   optimizer.*              SGD with momentum, weight decay and a learning-rate schedule (`convnets.train.optim`).
   log_every_steps, eval_every_steps, checkpoint_every_steps, keep_checkpoints
+  evaluation.*             the final test protocol: views (multi-scale / flips), model overrides (dense).
   parallel                 'shard_map' (main path: jax.jit(jax.shard_map(...))) or 'pmap'.
 """
 
@@ -66,6 +67,13 @@ def get_config() -> config_dict.ConfigDict:
     c.optimizer.plateau_cooldown = 0
     c.optimizer.velocity = 'lr_outside'  # or 'lr_inside' (AlexNet/Caffe: rate applied inside the momentum).
     c.optimizer.filter_rms_max = 0.0  # > 0: ZF Net's renormalisation of conv filters to this RMS radius.
+
+    # The paper's test protocol, run at the end of training and by --mode=eval (periodic evaluations during
+    # training use data.eval_preprocess alone): one eval preprocessing spec per view, softmax averaged over views
+    # (and over crops within a view, e.g. ten_crop); model fields changed for it (e.g. VGG's dense=True).
+    c.evaluation = config_dict.ConfigDict()
+    c.evaluation.views = ()
+    c.evaluation.model_overrides = config_dict.ConfigDict()
 
     c.log_every_steps = 100
     c.eval_every_steps = 1000  # Also evaluated at the end of training.

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from convnets.evaluate import multiview
 from convnets.train import transforms
 from convnets.train.state import TrainState
 
@@ -76,15 +77,18 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
 
 def make_eval_step(model: nn.Module, *, axis_name: str) -> Callable[[TrainState, dict], dict]:
-    """Sums (not means) of loss and top-1/top-5 hits over the real examples of a padded global batch."""
+    """Sums (not means) of loss and top-1/top-5 hits over the real examples of a padded global batch.
+
+    Images [B, H, W, C], or [B, K, H, W, C] for K crops per example whose softmax is averaged (multi-crop).
+    """
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        logits = model.apply(state.variables, batch['image'], train=False)
-        mask = batch['mask']
+        log_probs = multiview.crop_averaged_log_probs(model, state.variables, batch['image'])
+        labels, mask = batch['label'], batch['mask']
         sums = {
-            'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
-            'top1': jnp.sum(topk_correct(logits, batch['label'], 1) * mask),
-            'top5': jnp.sum(topk_correct(logits, batch['label'], 5) * mask),
+            'loss': -jnp.sum(jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0] * mask),
+            'top1': jnp.sum(topk_correct(log_probs, labels, 1) * mask),
+            'top5': jnp.sum(topk_correct(log_probs, labels, 5) * mask),
             'count': jnp.sum(mask),
         }
         return lax.psum(sums, axis_name)

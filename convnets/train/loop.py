@@ -21,6 +21,7 @@ from ml_collections import ConfigDict
 
 from convnets import models, parallel
 from convnets.data import pipeline
+from convnets.evaluate import multiview
 from convnets.train import checkpoint, classification, optim, progress
 from convnets.train.state import TrainState
 
@@ -73,6 +74,22 @@ def evaluate(par: parallel.Parallel, eval_step, state: TrainState, config: Confi
     n = float(totals['count'])
     return {'top1': float(totals['top1']) / n, 'top5': float(totals['top5']) / n, 'loss': float(totals['loss']) / n,
             'num_examples': int(n)}
+
+
+def has_protocol(config: ConfigDict) -> bool:
+    """Whether the final evaluation differs from the periodic one (views and/or model overrides are set)."""
+    return bool(config.evaluation.views) or bool(config.evaluation.model_overrides.to_dict())
+
+
+def final_evaluation(config: ConfigDict, s: '_Setup', state: TrainState) -> dict[str, float]:
+    """The paper's test protocol (config.evaluation): multiple views and eval-only model fields (e.g. dense)."""
+    model = s.model.clone(**config.evaluation.model_overrides.to_dict())
+    metrics = multiview.evaluate_views(config, s.mesh, model, state)
+    logging.info('final evaluation (%d views%s): top1 %.4f  top5 %.4f  loss %.4f',
+                 max(1, len(config.evaluation.views)), f', model {config.evaluation.model_overrides.to_dict()}'
+                 if config.evaluation.model_overrides.to_dict() else '', metrics['top1'], metrics['top5'],
+                 metrics['loss'])
+    return metrics
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -144,8 +161,11 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[j
     # The model is built for the training input shape, as when it was trained.
     _init_or_restore(config, s, pipeline.element_spec_shape(config.data, train=True))
     s.ckpt.close()
-    eval_step = s.par.compile(classification.make_eval_step(s.model, axis_name=parallel.AXIS), donate=False)
-    metrics = evaluate(s.par, eval_step, s.state, config)
+    if has_protocol(config):
+        metrics = final_evaluation(config, s, s.state)
+    else:
+        eval_step = s.par.compile(classification.make_eval_step(s.model, axis_name=parallel.AXIS), donate=False)
+        metrics = evaluate(s.par, eval_step, s.state, config)
     results = {'step': s.start_step, 'eval': metrics, 'config': config.to_dict()}
     if jax.process_index() == 0:
         _write_json(workdir, 'eval_results.json', results)
@@ -221,6 +241,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
                 return None
         if eval_metrics is None:  # Resumed from a checkpoint at (or past) the last step.
             eval_metrics = evaluate(par, eval_step, state, config)
+        periodic_metrics = eval_metrics
+        if has_protocol(config):
+            eval_metrics = final_evaluation(config, s, state)
         ckpt.wait()
     finally:
         ckpt.wait()
@@ -230,7 +253,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
 
     results = {
         'step': step,
-        'eval': eval_metrics,
+        'eval': eval_metrics,  # The final protocol (config.evaluation) if set, else the last periodic eval.
+        'eval_periodic': periodic_metrics,
         'train': train_metrics,  # Means over the last logging interval.
         'train_images_per_s': _finite_or_none(throughput.images_per_second(step)),
         'num_params': n_params,
