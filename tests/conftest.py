@@ -26,3 +26,19 @@ def digits_dir(tmp_path_factory) -> str:
     config.data.data_dir = data_dir
     pipeline.get_builder(config.data)
     return data_dir
+
+
+@pytest.fixture(scope='session')
+def imagenet_dir(tmp_path_factory) -> tuple[str, str]:
+    """(data_dir, manual_dir) of a tiny ImageNet prepared by TFDS's real imagenet2012 builder from fake tars."""
+    from ml_collections import ConfigDict
+
+    from convnets.data import pipeline
+    from tests import fake_imagenet
+
+    root = tmp_path_factory.mktemp('imagenet')
+    data_dir, manual_dir = str(root / 'tfds'), str(root / 'manual')
+    fake_imagenet.write_manual_dir(manual_dir)
+    pipeline.get_builder(ConfigDict({'name': 'imagenet2012', 'data_dir': data_dir, 'manual_dir': manual_dir,
+                                     'download': True}))
+    return data_dir, manual_dir

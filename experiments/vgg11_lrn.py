@@ -1,0 +1,19 @@
+"""VGG A-LRN (Simonyan and Zisserman 2014): configuration A-LRN (A with AlexNet's LRN after conv1), to show that LRN
+does not help.
+
+Reproduces: fixed training scale S = 256, dense evaluation at Q = 256 with flips, with the shared VGG recipe of
+experiments/vgg.py (SGD batch 256, momentum 0.9,
+weight decay 5e-4, lr 0.01 /10 on plateau, 370K iterations, random 224 crops, flips, RGB colour shift).
+Paper result (ILSVRC-2012 val): Table 3, S = 256, Q = 256: 29.7% top-1 / 10.5% top-5 error (no better than A).
+
+Run:
+  python -m convnets.main --config=experiments/vgg11_lrn.py --workdir=/tmp/vgg11_lrn
+Hardware/time: as vgg11. Tiny CPU smoke run (small images; the dense head adapts): see experiments/imagenet.py, with
+  --config.batch_size=8 --config.num_train_steps=2 --config.eval_batch_size=8
+"""
+
+from experiments import vgg
+
+
+def get_config():
+    return vgg.get_config('vgg11_lrn', s_min=256, s_max=None, test_scales=(256,))
