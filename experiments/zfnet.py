@@ -2,12 +2,13 @@
 
 Reproduces: the network of Fig. 3 / sec. 3 (conv1 96 7x7/2, conv2 256 5x5/2, dense conv3-5, contrast normalisation
 across feature maps after the first two pooling layers, dropout 0.5 in fc6/fc7) trained as in sec. 3: images
-resized to short side 256, centre 256x256 crop, mean subtracted, 224 sub-crops and flips; SGD batch 128, momentum 0.9,
+resized to short side 256, centre 256x256 crop, mean subtracted, one of the 10 sub-crops of 224 (corners + centre,
+and their flips) per image and pass; SGD batch 128, momentum 0.9,
 lr 0.01 annealed (here: /10 on a validation plateau), weights N(0, 0.01), biases 0, 70 epochs; every conv filter with
 RMS above 0.1 renormalised to 0.1 after each update. Test: the paper's 10 sub-crops (corners + centre, flipped).
 Deviations, documented: the paper subtracts the per-pixel mean image; we subtract the per-channel mean by default
-(use `subtract_mean_image('<mean.npy>')` in the specs for the per-pixel version). Its training sub-crops are the
-10 fixed ones; we take random 224 crops of the 256 centre (a superset). No weight decay is stated; we use none.
+(use `subtract_mean_image('<mean.npy>')` in the specs for the per-pixel version; `ops_imagenet.compute_mean_image`
+makes the file). No weight decay is stated; we use none.
 Paper result (ILSVRC-2012 val, 1 net, Table 2): 38.4% top-1 / 16.5% top-5 error.
 
 Run:
@@ -24,7 +25,7 @@ CENTRE_256 = f'decode(3)|resize_short(256)|center_crop(256)|{imagenet.subtract_m
 def get_config():
     c = imagenet.get_config()
     c.model.name = 'zfnet'
-    c.data.train_preprocess = CENTRE_256 + '|random_crop(224)|flip_lr'
+    c.data.train_preprocess = CENTRE_256 + '|random_ten_crop(224)'  # Sec. 3: the 10 sub-crops.
     c.data.eval_preprocess = CENTRE_256 + '|center_crop(224)'
     c.evaluation.views = (CENTRE_256 + '|ten_crop(224)',)
     c.batch_size = 128

@@ -339,3 +339,7 @@ def to_float() -> OpFn:
         return _with_image(features, tf.cast(features["image"], tf.float32) / 255.0)
 
     return fn
+
+
+# The ImageNet ops of AlexNet, ZF Net and VGG live in their own module and register here.
+from convnets.data import ops_imagenet  # noqa: E402, F401
