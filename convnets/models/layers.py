@@ -7,6 +7,11 @@
 - :class:`ConnectionTableConv`: a valid convolution in which each output map sees only the input maps its
   connection table allows, storing only the connected kernels as parameters (LeNet-5's C3, Table I).
 - :func:`param_name`: naming convention for parameter-holding submodules.
+- :class:`LocalResponseNorm`: AlexNet's local response normalisation across feature maps (Krizhevsky et al.
+  2012, Sec. 3.3), with the paper's constants and its undivided ``alpha``; optionally per tower (``groups``).
+- :func:`max_pool`: max pooling with an optional Caffe-style ``ceil_mode`` (ZF Net's Fig. 3 map sizes).
+- :class:`FullyConnected`: a dense layer that can also slide over a feature map as a VALID convolution with the
+  same parameters (VGG's dense evaluation, Simonyan and Zisserman 2014, Sec. 3.2).
 
 Naming convention: models ``sow`` the output of layer ``L`` into the ``intermediates`` collection under the
 name ``L`` (e.g. ``'conv1'``, ``'C3'``). Flax forbids a variable and a submodule sharing a name in one scope,
@@ -126,5 +131,102 @@ class ConnectionTableConv(nn.Module):
         dense = jnp.zeros((kh, kw, n_in, n_out), kernel.dtype).at[:, :, in_idx, out_idx].set(kernel)
         y = lax.conv_general_dilated(
             x, dense, window_strides=(1, 1), padding="VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return y + bias
+
+
+class LocalResponseNorm(nn.Module):
+    """Local response normalisation across feature maps (AlexNet, Sec. 3.3), channels last.
+
+    b^i = a^i / (k + alpha * sum_{j = max(0, i - n/2)}^{min(N - 1, i + n/2)} (a^j)^2)^beta
+
+    at every position, N the number of maps. The window is clipped at the first and last map (no wrap-around).
+    Defaults are the paper's "k = 2, n = 5, alpha = 10^-4, and beta = 0.75". Unlike ``torch.nn.LocalResponseNorm``
+    (and Caffe's LRN layer), ``alpha`` is NOT divided by ``n`` and ``k`` is the paper's 2, not 1.
+
+    ``groups > 1`` splits the maps into that many contiguous blocks and normalises each block on its own, its
+    window clipped at the block's edges: AlexNet's two-GPU net normalises each GPU's maps on that GPU, since "the
+    GPUs communicate only in certain layers" (Sec. 3.2). ``n`` must be odd (the window is centred on map i).
+    No parameters.
+    """
+
+    k: float = 2.0
+    n: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    groups: int = 1
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        if self.n < 1 or self.n % 2 != 1:
+            raise ValueError(f"LocalResponseNorm.n must be a positive odd number, got {self.n}")
+        channels = x.shape[-1]
+        if self.groups < 1 or channels % self.groups:
+            raise ValueError(f"LocalResponseNorm: {channels} channels do not split into {self.groups} groups")
+        half = self.n // 2
+        sq = jnp.square(x).reshape(x.shape[:-1] + (self.groups, channels // self.groups))
+        # Zero padding of half a window on each side of every group clips the sum at the group's edges.
+        window = (1,) * (sq.ndim - 1) + (self.n,)
+        padding = ((0, 0),) * (sq.ndim - 1) + ((half, half),)
+        # A Python-scalar 0 init lets JAX use its (differentiable) windowed-sum primitive.
+        sums = lax.reduce_window(sq, 0.0, lax.add, window, (1,) * sq.ndim, padding)
+        return x / jnp.power(self.k + self.alpha * sums.reshape(x.shape), self.beta)
+
+
+def max_pool(x: Array, window: int, stride: int, ceil_mode: bool = False) -> Array:
+    """Max pooling over the two spatial axes of an NHWC array, without padding.
+
+    ``ceil_mode=False`` keeps only full windows (``floor((H - window) / stride) + 1`` outputs). ``ceil_mode=True``
+    is Caffe's rounding, ``ceil((H - window) / stride) + 1`` outputs: the last window may hang over the bottom
+    or right edge, where the missing inputs count as -inf.
+    """
+    pads = []
+    for size in x.shape[1:3]:
+        if size < 1 or (not ceil_mode and size < window):
+            raise ValueError(f"max_pool: a {size}-pixel map is too small for a {window}x{window} window")
+        out = (max(size - window, 0) + (stride - 1 if ceil_mode else 0)) // stride + 1
+        pads.append((0, max((out - 1) * stride + window - size, 0)))
+    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
+
+
+class FullyConnected(nn.Module):
+    """A fully-connected layer whose kernel can also slide over a feature map as a convolution.
+
+    Parameters are those of ``nn.Dense``: ``kernel`` of shape ``(fan_in, features)`` and ``bias``.
+
+    - ``layer(x)``: ``x`` is ``(N, fan_in)``, the row-major (h, w, c) flattening of a feature map; the
+      result is ``x @ kernel + bias``.
+    - ``layer(x, window=(h, w))``: ``x`` is a map ``(N, H, W, c)`` with ``H >= h``, ``W >= w``; the kernel is
+      reshaped to ``(h, w, c, features)`` and applied as a VALID, stride-1 convolution, giving a
+      ``(N, H - h + 1, W - w + 1, features)`` map. Because the flattening is row-major over (h, w, c), the
+      reshape is exact: on an ``h x w`` map the convolution's single output equals the dense layer's output.
+
+    This is VGG's dense evaluation (Sec. 3.2): "the fully-connected layers are first converted to convolutional
+    layers (the first FC layer to a 7 x 7 conv. layer, the last two FC layers to 1 x 1 conv. layers)", here with
+    no conversion step: both modes read the same parameters.
+    """
+
+    features: int
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    bias_init: Initializer = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: Array, window: tuple[int, int] | None = None) -> Array:
+        if window is None:
+            fan_in = x.shape[-1]
+        else:
+            if x.ndim != 4:
+                raise ValueError(f"FullyConnected with window={window} expects an NHWC map, got shape {x.shape}")
+            h, w = window
+            if x.shape[1] < h or x.shape[2] < w:
+                raise ValueError(f"FullyConnected: a {x.shape[1]}x{x.shape[2]} map is smaller than the {h}x{w} window")
+            fan_in = h * w * x.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (fan_in, self.features))
+        bias = self.param("bias", self.bias_init, (self.features,))
+        if window is None:
+            return jnp.dot(x, kernel) + bias
+        conv_kernel = kernel.reshape(window + (x.shape[-1], self.features))
+        y = lax.conv_general_dilated(
+            x, conv_kernel, window_strides=(1, 1), padding="VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
         return y + bias
