@@ -26,6 +26,7 @@ def get_config():
     c.model.towers = 2
     c.model.lrn = True
     c.model.overlapping_pool = True
+    c.model.input_size = 224  # Sec. 3.5's 224 (conv1 padded by 2); 227 gives Caffe's unpadded variant.
     # Sec. 2: images down-sampled to 256x256; sec. 4.1: random 224 patches, reflections, PCA colour noise.
     c.data.train_preprocess = ('decode(3)|resize((256, 256))|random_crop(224)|flip_lr|pca_lighting(0.1)|'
                                + imagenet.subtract_mean())

@@ -34,6 +34,7 @@ def dense_views(scales: tuple[int, ...]) -> tuple[str, ...]:
 def get_config(model: str, s_min: int = 256, s_max: int | None = None, test_scales: tuple[int, ...] = (256,)):
     c = imagenet.get_config()
     c.model.name = model
+    c.model.input_size = 224  # Training crop; smaller multiples of 32 give small-image variants for smoke runs.
     c.data.train_preprocess = train_spec(s_min, s_max)
     c.data.eval_preprocess = f'decode(3)|resize_short(256)|center_crop(224)|{imagenet.subtract_mean()}'
     c.evaluation.views = dense_views(test_scales)

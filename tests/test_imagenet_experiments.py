@@ -1,0 +1,95 @@
+"""The ImageNet experiment files (AlexNet, ZF Net, VGG): every recipe is well-formed, and AlexNet, ZF Net and
+VGG-19 train, checkpoint, evaluate with their test protocol and write results.json through `python -m convnets.main`,
+on a tiny ImageNet in the real ILSVRC2012 tar format (tests/fake_imagenet.py) with small-image overrides."""
+
+import importlib
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from convnets.data import ops
+from convnets.train import loop
+from experiments import imagenet
+from tests import cli
+
+IMAGENET_EXPERIMENTS = ('alexnet', 'alexnet_one_tower', 'zfnet', 'vgg11', 'vgg11_lrn', 'vgg13', 'vgg16_c', 'vgg16',
+                        'vgg19')
+MEAN = imagenet.subtract_mean()
+
+
+@pytest.mark.parametrize('name', IMAGENET_EXPERIMENTS)
+def test_recipe_is_well_formed(name):
+    """Specs parse into ops, the model builds at 224 with 1000 classes, and the docstring gives the command."""
+    module = importlib.import_module(f'experiments.{name}')
+    assert f'--config=experiments/{name}.py' in module.__doc__ and 'Paper result' in module.__doc__
+    config = module.get_config()
+    assert config.data.name == 'imagenet2012' and config.data.eval_split == 'validation'
+    for spec in (config.data.train_preprocess, config.data.eval_preprocess, *config.evaluation.views):
+        ops.parse(spec)
+    model = loop.build_model(config)
+    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
+    logits = jax.eval_shape(model.apply, variables, jnp.zeros((1, 224, 224, 3)))
+    assert logits.shape == (1, 1000)
+    assert config.optimizer.momentum == 0.9
+
+
+def test_recipes_match_the_papers():
+    alexnet = importlib.import_module('experiments.alexnet').get_config()
+    assert alexnet.batch_size == 128 and alexnet.optimizer.weight_decay == 5e-4
+    assert alexnet.optimizer.velocity == 'lr_inside' and alexnet.optimizer.schedule == 'plateau'
+    assert 'pca_lighting(0.1)' in alexnet.data.train_preprocess and 'ten_crop(224)' in alexnet.evaluation.views[0]
+    zf = importlib.import_module('experiments.zfnet').get_config()
+    assert zf.optimizer.filter_rms_max == 0.1 and 'random_ten_crop(224)' in zf.data.train_preprocess
+    vgg19 = importlib.import_module('experiments.vgg19').get_config()
+    assert vgg19.batch_size == 256 and vgg19.num_train_steps == 370_000
+    assert 'random_resize_short(256, 512)' in vgg19.data.train_preprocess
+    assert vgg19.evaluation.model_overrides.dense is True
+    assert len(vgg19.evaluation.views) == 6  # Q in {256, 384, 512}, each with its flip.
+    vgg11 = importlib.import_module('experiments.vgg11').get_config()
+    assert 'resize_short(256)' in vgg11.data.train_preprocess and len(vgg11.evaluation.views) == 2
+
+
+TINY = {
+    'vgg19': [
+        '--config.model.input_size=32',
+        f'--config.data.train_preprocess=decode(3)|random_resize_short(32, 48)|random_crop(32)|flip_lr|'
+        f'pca_lighting(0.1)|{MEAN}',
+        f'--config.data.eval_preprocess=decode(3)|resize_short(32)|center_crop(32)|{MEAN}',
+        f"--config.evaluation.views=('decode(3)|resize_short(64)|center_crop(64)|{MEAN}', "
+        f"'decode(3)|resize_short(64)|center_crop(64)|{MEAN}|hflip')",
+    ],
+    'alexnet': [
+        '--config.model.input_size=67',
+        f'--config.data.train_preprocess=decode(3)|resize((76, 76))|random_crop(67)|flip_lr|pca_lighting(0.1)|{MEAN}',
+        f'--config.data.eval_preprocess=decode(3)|resize((76, 76))|center_crop(67)|{MEAN}',
+        f"--config.evaluation.views=('decode(3)|resize((76, 76))|{MEAN}|ten_crop(67)',)",
+    ],
+    'zfnet': [
+        f'--config.data.train_preprocess=decode(3)|resize_short(40)|center_crop(40)|{MEAN}|random_ten_crop(32)',
+        f'--config.data.eval_preprocess=decode(3)|resize_short(40)|center_crop(40)|{MEAN}|center_crop(32)',
+        f"--config.evaluation.views=('decode(3)|resize_short(40)|center_crop(40)|{MEAN}|ten_crop(32)',)",
+    ],
+}
+
+
+@pytest.mark.parametrize('name', sorted(TINY))
+def test_experiment_runs_from_the_command_line(tmp_path, imagenet_dir, name):
+    data_dir, manual_dir = imagenet_dir
+    workdir = str(tmp_path / name)
+    cmd = [*cli.main_command(workdir, data_dir, config=f'experiments/{name}.py'),
+           f'--config.data.manual_dir={manual_dir}', '--config.batch_size=8', '--config.eval_batch_size=8',
+           '--config.num_train_steps=2', '--config.log_every_steps=1', '--config.checkpoint_every_steps=1',
+           *TINY[name]]
+    proc = cli.run(cmd, num_devices=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'final evaluation' in proc.stderr
+    with open(os.path.join(workdir, 'results.json')) as f:
+        results = json.load(f)
+    assert results['step'] == 2 and results['num_devices'] == 2
+    assert results['eval']['num_examples'] == 8  # The whole fake validation split, once.
+    assert 0.0 <= results['eval']['top1'] <= results['eval']['top5'] <= 1.0
+    assert results['config']['model']['name'] == name
+    assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2']
