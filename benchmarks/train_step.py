@@ -39,14 +39,15 @@ def main(argv):
     model = loop.build_model(config)
     schedule = optim.make_schedule(config.optimizer, steps_per_epoch=1000, total_steps=10**6)
     tx = optim.make_optimizer(config.optimizer, schedule)
-    state = jax.jit(lambda: classification.init_state(model, tx, 0, shape),
+    state = jax.jit(lambda: classification.init_state(model, tx, 0, shape, ema=config.ema_decay > 0),
                     out_shardings=parallel.replicated(mesh))()
     rng = np.random.default_rng(0)
     batch = par.shard_batch({
         'image': rng.normal(size=(config.batch_size, *shape)).astype(np.float32),
         'label': rng.integers(0, config.model.get('num_classes', 10), config.batch_size).astype(np.int32)})
-    step = par.compile(classification.make_train_step(model, tx, schedule, axis_name=parallel.AXIS,
-                                                      loss_is_global=par.loss_is_global))
+    step = par.compile(classification.make_train_step(
+        model, tx, schedule, axis_name=parallel.AXIS, loss_is_global=par.loss_is_global,
+        aux_loss_weight=config.aux_loss_weight, ema_decay=config.ema_decay))
     t = time.perf_counter()
     state, metrics = step(state, batch)  # Compiles.
     jax.block_until_ready(metrics)

@@ -68,6 +68,11 @@ def get_config() -> config_dict.ConfigDict:
     c.optimizer.velocity = 'lr_outside'  # or 'lr_inside' (AlexNet/Caffe: rate applied inside the momentum).
     c.optimizer.filter_rms_max = 0.0  # > 0: ZF Net's renormalisation of conv filters to this RMS radius.
 
+    # Models with auxiliary classifiers (GoogLeNet) add their losses with this weight during training.
+    c.aux_loss_weight = 0.0
+    # > 0: Polyak averaging — evaluate (and checkpoint) an exponential moving average of the parameters.
+    c.ema_decay = 0.0
+
     # The paper's test protocol, run at the end of training and by --mode=eval (periodic evaluations during
     # training use data.eval_preprocess alone): one eval preprocessing spec per view, softmax averaged over views
     # (and over crops within a view, e.g. ten_crop); model fields changed for it (e.g. VGG's dense=True).

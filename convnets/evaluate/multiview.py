@@ -40,7 +40,7 @@ def make_predict_step(model: nn.Module) -> Callable:
     """Per-device step returning per-example crop-averaged probabilities (kept sharded over the batch)."""
 
     def step(state, batch):
-        return jnp.exp(crop_averaged_log_probs(model, state.variables, batch['image']))
+        return jnp.exp(crop_averaged_log_probs(model, state.eval_variables, batch['image']))
 
     return step
 

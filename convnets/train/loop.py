@@ -141,7 +141,8 @@ def _setup(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | Non
 def _init_or_restore(config: ConfigDict, s: _Setup, image_shape: tuple[int, ...]) -> None:
     """Fresh replicated state from the seed, or the latest checkpoint restored onto the mesh."""
     replicated = parallel.replicated(s.mesh)
-    init = jax.jit(lambda: classification.init_state(s.model, s.tx, config.seed, image_shape),
+    init = jax.jit(lambda: classification.init_state(s.model, s.tx, config.seed, image_shape,
+                                                     ema=config.ema_decay > 0),
                    out_shardings=replicated)
     s.state = s.ckpt.restore(jax.eval_shape(init)) if s.start_step else init()
     s.n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(s.state.params))
@@ -193,7 +194,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
     tx, schedule = s.tx, s.schedule
 
     train_step = par.compile(classification.make_train_step(
-        model, tx, schedule, axis_name=parallel.AXIS, loss_is_global=par.loss_is_global))
+        model, tx, schedule, axis_name=parallel.AXIS, loss_is_global=par.loss_is_global,
+        aux_loss_weight=config.aux_loss_weight, ema_decay=config.ema_decay))
     eval_step = par.compile(classification.make_eval_step(model, axis_name=parallel.AXIS), donate=False)
     plateau = optim.plateau(config.optimizer)
     report_plateau = jax.jit(lambda st, err: st.replace(opt_state=plateau.report(st.opt_state, err)),
