@@ -60,6 +60,8 @@ def get_config() -> config_dict.ConfigDict:
     c.optimizer.decay_factor = 0.1
     c.optimizer.decay_every = 1.0  # 'exponential': multiply by decay_factor every this many units.
     c.optimizer.warmup_steps = 0
+    c.optimizer.warmup_kind = 'linear'  # or 'constant': warmup_factor x the rate during the warm-up steps.
+    c.optimizer.warmup_factor = 0.1
     # 'plateau': multiply the rate by decay_factor after plateau_patience evaluations (every eval_every_steps)
     # whose top-1 error did not improve by more than plateau_rtol (relative).
     c.optimizer.plateau_patience = 1

@@ -125,3 +125,12 @@ def test_zf_filter_renormalisation():
         kernel[..., 2] ** 2)), rtol=1e-5)
     np.testing.assert_allclose(new['conv']['bias'], 5.0)  # Biases and dense weights are not filters.
     np.testing.assert_allclose(new['dense'], 5.0)
+
+
+def test_constant_warmup_of_resnet110():
+    """He et al. sec. 4.2: 0.01 for the first 400 iterations, then 0.1 and the usual /10 steps."""
+    s = optim.make_schedule(_opt(schedule='step', learning_rate=0.1, boundaries=(32000, 48000), boundary_unit='steps',
+                                 warmup_steps=400, warmup_kind='constant', warmup_factor=0.1),
+                            steps_per_epoch=391, total_steps=64000)
+    assert [float(s(i)) for i in (0, 399, 400, 31999, 32000, 48000)] == pytest.approx(
+        [0.01, 0.01, 0.1, 0.1, 0.01, 0.001])

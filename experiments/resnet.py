@@ -1,0 +1,40 @@
+"""What the ImageNet ResNet experiments share (He et al. 2015, "Deep residual learning for image recognition",
+sec. 3.4): scale augmentation (short side sampled in [256, 480]), random 224 crop, flip, mean subtraction, AlexNet's
+colour augmentation; BN after every conv, no dropout; SGD batch 256, momentum 0.9, weight decay 1e-4, lr 0.1 divided
+by 10 when the error plateaus, 60e4 iterations; test: 10-crop (Table 3), or fully-convolutional multi-scale
+(`fully_convolutional_views`, the paper's best results: scores averaged over short sides {224, 256, 384, 480, 640}).
+Deviations: per-channel instead of per-pixel mean; multi-scale views use the central square at each scale.
+"""
+
+from experiments import imagenet
+
+MEAN = imagenet.subtract_mean()
+STEPS_PER_EPOCH = 5_004
+
+
+def ten_crop_views() -> tuple[str, ...]:
+    return (f'decode(3)|resize_short(256)|{MEAN}|ten_crop(224)',)
+
+
+def fully_convolutional_views(scales: tuple[int, ...] = (224, 256, 384, 480, 640)) -> tuple[str, ...]:
+    """Sec. 3.4: the whole (here: central square of the) image at several scales; the network's global average
+    pooling makes it fully convolutional, so no model change is needed."""
+    return tuple(f'decode(3)|resize_short({q})|center_crop({q})|{MEAN}' for q in scales)
+
+
+def get_config(model: str):
+    c = imagenet.get_config()
+    c.model.name = model
+    c.data.train_preprocess = ('decode(3)|random_resize_short(256, 480)|random_crop(224)|flip_lr|pca_lighting(0.1)|'
+                               + MEAN)
+    c.data.eval_preprocess = f'decode(3)|resize_short(256)|center_crop(224)|{MEAN}'
+    c.evaluation.views = ten_crop_views()
+    c.batch_size = 256
+    c.num_train_steps = 600_000
+    c.optimizer.learning_rate = 0.1
+    c.optimizer.weight_decay = 1e-4
+    c.optimizer.schedule = 'plateau'
+    c.optimizer.plateau_patience = 3
+    c.eval_every_steps = STEPS_PER_EPOCH
+    c.checkpoint_every_steps = STEPS_PER_EPOCH
+    return c
