@@ -342,4 +342,4 @@ def to_float() -> OpFn:
 
 
 # The ImageNet ops of AlexNet, ZF Net and VGG live in their own module and register here.
-from convnets.data import ops_imagenet  # noqa: E402, F401
+from convnets.data import ops_imagenet, ops_inception  # noqa: E402, F401
