@@ -3,8 +3,9 @@
 He et al. 2015, with the shared ImageNet recipe of experiments/resnet.py.
 
 Reproduces: scale augmentation [256, 480], 224 crops, flips, colour augmentation; SGD batch 256, momentum 0.9,
-weight decay 1e-4, lr 0.1 /10 on plateau, 60e4 iterations; 10-crop test. Blocks follow torchvision's stride placement
-(v1.5: --config.model.stride_on=3x3); the paper's v1 is --config.model.stride_on=1x1 (bottleneck nets only).
+weight decay 1e-4, lr 0.1 /10 on plateau, 60e4 iterations; 10-crop test.
+Blocks place a downsampling stride on the first 1x1 conv as the paper does (v1); torchvision's v1.5 is
+--config.model.stride_on=3x3 (bottleneck nets only).
 Paper result (ILSVRC-2012 val): 21.43% top-1 error (10-crop, Table 3).
 
 Run:
