@@ -6,6 +6,7 @@ by 10 when the error plateaus, 60e4 iterations; test: 10-crop (Table 3), or full
 Deviations: per-channel instead of per-pixel mean; multi-scale views use the central square at each scale.
 """
 
+from convnets.models.resnet import DEPTHS
 from experiments import imagenet
 
 MEAN = imagenet.subtract_mean()
@@ -25,6 +26,8 @@ def fully_convolutional_views(scales: tuple[int, ...] = (224, 256, 384, 480, 640
 def get_config(model: str):
     c = imagenet.get_config()
     c.model.name = model
+    # Table 1's blocks per stage, stated here so that smoke runs can shrink them (--config.model.stage_sizes).
+    c.model.stage_sizes = DEPTHS[int(model.removeprefix('resnet').removeprefix('plain'))][0]
     c.data.train_preprocess = ('decode(3)|random_resize_short(256, 480)|random_crop(224)|flip_lr|pca_lighting(0.1)|'
                                + MEAN)
     c.data.eval_preprocess = f'decode(3)|resize_short(256)|center_crop(224)|{MEAN}'

@@ -14,6 +14,7 @@ CIFAR10_MEAN = (125.3, 123.0, 113.9)
 def get_config(model: str):
     c = default.get_config()
     c.model.name = model
+    c.model.depth = int(model.removeprefix('resnet'))  # 6n+2; smoke runs may use --config.model.depth=8.
     c.model.num_classes = 10
     c.data.name = 'cifar10'
     c.data.cache = True

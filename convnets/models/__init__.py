@@ -6,6 +6,7 @@ Importing this package imports every model module, which registers its models.
 from convnets.models import (  # noqa: F401  (imported for registration)
     alexnet,
     convnet,
+    googlenet,
     lenet,
     resnet,
     resnet_cifar,
@@ -14,6 +15,7 @@ from convnets.models import (  # noqa: F401  (imported for registration)
 )
 from convnets.models.alexnet import AlexNet
 from convnets.models.convnet import ConvNet
+from convnets.models.googlenet import GoogLeNet
 from convnets.models.layers import LocalResponseNorm
 from convnets.models.lenet import C3_TABLE, LeNet5
 from convnets.models.registry import UnknownModelArgumentError, get_model, list_models, register
@@ -27,6 +29,7 @@ __all__ = [
     "AlexNet",
     "CifarResNet",
     "ConvNet",
+    "GoogLeNet",
     "LeNet5",
     "LocalResponseNorm",
     "ResNet",
