@@ -8,45 +8,13 @@ import tensorflow as tf
 
 from convnets.data import ops
 from convnets.data.ops_inception import inception_crop_box
+from tests.op_testing import SEED, _apply, _coords, _dynamic, _eager, _image
 
-SEED = tf.constant([7, 11], tf.int64)
 MEAN = "subtract_mean((123.68, 116.78, 103.94))"
 GOOGLENET_TRAIN = f"decode(3)|inception_crop(224)|flip_lr|photometric_distort|{MEAN}"
 
 
-def _image(h, w, c=3, seed=0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(h, w, c)).astype(np.uint8)
 
-
-def _coords(h, w) -> np.ndarray:
-    """Float image whose two channels are each pixel's row and column."""
-    y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    return np.stack([y, x], axis=-1).astype(np.float32)
-
-
-def _dynamic(images, seeds=None) -> tf.data.Dataset:
-    """Dataset of ({'image', 'label'}, seed) with image height and width unknown (None), as from ImageNet."""
-    seeds = seeds or [SEED] * len(images)
-    spec = tf.TensorSpec([None, None, images[0].shape[-1]], tf.as_dtype(images[0].dtype))
-    return tf.data.Dataset.from_generator(
-        lambda: (({"image": im, "label": 3}, s) for im, s in zip(images, seeds, strict=True)),
-        output_signature=({"image": spec, "label": tf.TensorSpec([], tf.int32)}, tf.TensorSpec([2], tf.int64)),
-    )
-
-
-def _apply(fn, image, seed=SEED) -> np.ndarray:
-    """Applies fn eagerly, in tf.data with static and with dynamic (None) image shape; all must agree."""
-    eager = fn({"image": tf.constant(image), "label": tf.constant(3)}, seed)["image"].numpy()
-    static = tf.data.Dataset.from_tensors(({"image": image, "label": 3}, seed)).map(fn)
-    for ds in (static, _dynamic([image], [seed]).map(fn)):
-        out = next(iter(ds))
-        np.testing.assert_array_equal(out["image"].numpy(), eager)
-        assert int(out["label"]) == 3
-    return eager
-
-
-def _eager(fn, image, seed=SEED) -> np.ndarray:
-    return fn({"image": tf.constant(image)}, seed)["image"].numpy()
 
 
 def _seeds(n: int) -> list[tf.Tensor]:
