@@ -151,6 +151,22 @@ def _init_or_restore(config: ConfigDict, s: _Setup, image_shape: tuple[int, ...]
                  s.mesh.devices.size, config.parallel)
 
 
+def restore_for_inference(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | None = None
+                          ) -> tuple[nn.Module, TrainState]:
+    """The model and the latest checkpoint's state in `workdir` (for evaluation, visualisation, export).
+
+    Use `state.eval_variables` with `model.apply(..., train=False)`.
+    """
+    s = _setup(config, workdir, devices)
+    if not s.start_step:
+        s.ckpt.close()
+        raise FileNotFoundError(f'No checkpoint in {s.ckpt.directory}: train first (--mode=train) with this '
+                                f'--workdir, or point --workdir at a finished run.')
+    _init_or_restore(config, s, pipeline.element_spec_shape(config.data, train=True))
+    s.ckpt.close()
+    return s.model, s.state
+
+
 def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | None = None
                         ) -> dict[str, Any]:
     """`--mode=eval`: evaluates the latest checkpoint; writes `eval_results.json` (results.json is untouched)."""
