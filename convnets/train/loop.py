@@ -151,25 +151,8 @@ def _init_or_restore(config: ConfigDict, s: _Setup, image_shape: tuple[int, ...]
                  s.mesh.devices.size, config.parallel)
 
 
-def restore_for_inference(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | None = None
-                          ) -> tuple[nn.Module, TrainState]:
-    """The model and the latest checkpoint's state in `workdir` (for evaluation, visualisation, export).
-
-    Use `state.eval_variables` with `model.apply(..., train=False)`.
-    """
-    s = _setup(config, workdir, devices)
-    if not s.start_step:
-        s.ckpt.close()
-        raise FileNotFoundError(f'No checkpoint in {s.ckpt.directory}: train first (--mode=train) with this '
-                                f'--workdir, or point --workdir at a finished run.')
-    _init_or_restore(config, s, pipeline.element_spec_shape(config.data, train=True))
-    s.ckpt.close()
-    return s.model, s.state
-
-
-def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | None = None
-                        ) -> dict[str, Any]:
-    """`--mode=eval`: evaluates the latest checkpoint; writes `eval_results.json` (results.json is untouched)."""
+def _restore_latest(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | None) -> _Setup:
+    """Set-up with the state of the latest checkpoint in `workdir`; an error if there is none."""
     s = _setup(config, workdir, devices)
     if not s.start_step:
         s.ckpt.close()
@@ -178,6 +161,23 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[j
     # The model is built for the training input shape, as when it was trained.
     _init_or_restore(config, s, pipeline.element_spec_shape(config.data, train=True))
     s.ckpt.close()
+    return s
+
+
+def restore_for_inference(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | None = None
+                          ) -> tuple[nn.Module, TrainState]:
+    """The model and the latest checkpoint's state in `workdir` (for evaluation, visualisation, export).
+
+    Use `state.eval_variables` with `model.apply(..., train=False)`.
+    """
+    s = _restore_latest(config, workdir, devices)
+    return s.model, s.state
+
+
+def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | None = None
+                        ) -> dict[str, Any]:
+    """`--mode=eval`: evaluates the latest checkpoint; writes `eval_results.json` (results.json is untouched)."""
+    s = _restore_latest(config, workdir, devices)
     if has_protocol(config):
         metrics = final_evaluation(config, s, s.state)
     else:
@@ -262,7 +262,6 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
         periodic_metrics = eval_metrics
         if has_protocol(config):
             eval_metrics = final_evaluation(config, s, state)
-        ckpt.wait()
     finally:
         ckpt.wait()
         ckpt.close()
