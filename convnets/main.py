@@ -14,7 +14,9 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (experiments/*.py).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard events and results.json.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes automatically) or eval (latest checkpoint).')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'visualize'],
+                  'train (resumes automatically), eval (latest checkpoint), or visualize (latest checkpoint: filters, '
+                  'feature maps, occlusion, top-9 with DeconvNet projections; see config.visualize).')
 flags.DEFINE_bool('distributed', False, 'Initialise jax.distributed (multi-host); auto-detects the cluster.')
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for --distributed.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes, for --distributed.')
@@ -47,12 +49,21 @@ def main(argv: list[str]) -> None:
     from convnets.train import loop
     config = FLAGS.config
     logging.info('Config:\n%s', config)
+    if FLAGS.mode == 'visualize':
+        from convnets.visualize import report
+        written = report.visualize(config, FLAGS.workdir)
+        print(json.dumps({'index': str(written['index']), 'files': len(written['files'])}), flush=True)
+        return
     if FLAGS.mode == 'train':
         results = loop.train_and_evaluate(config, FLAGS.workdir)
     else:
         results = loop.evaluate_checkpoint(config, FLAGS.workdir)
-    if results is not None:
-        print(json.dumps({'step': results['step'], 'eval': results['eval']}), flush=True)
+    if results is None:
+        # Preempted after a durable checkpoint. Exit at once: tearing down the input pipeline's threads can block
+        # (seen with several processes), and the scheduler's grace period is short.
+        logging.flush()
+        os._exit(0)
+    print(json.dumps({'step': results['step'], 'eval': results['eval']}), flush=True)
 
 
 if __name__ == '__main__':

@@ -224,10 +224,15 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
     step = start_step
     eval_metrics: dict[str, float] | None = None
     train_metrics: dict[str, float] | None = None
+    # Several CPU processes (the simulated multi-host path) can deadlock in gloo collectives when steps are
+    # dispatched ahead of each other; waiting for each step there costs little. Accelerators keep async dispatch.
+    sync_each_step = jax.process_count() > 1 and jax.devices()[0].platform == 'cpu'
     t_start = time.time()
     try:
         while step < total_steps:
             state, metrics = train_step(state, par.shard_batch(next(batches)))
+            if sync_each_step:
+                jax.block_until_ready(metrics)
             pending.append(metrics)
             step += 1
             if step == start_step + 1:
