@@ -87,4 +87,16 @@ def get_config() -> config_dict.ConfigDict:
     c.checkpoint_every_steps = 1000  # Also saved at the end and on SIGTERM.
     c.keep_checkpoints = 3
     c.parallel = 'shard_map'
+    # --mode=visualize (convnets.visualize.report): pictures drawn from the latest checkpoint.
+    c.visualize = config_dict.ConfigDict()
+    c.visualize.split = ''  # '' -> data.eval_split.
+    c.visualize.num_images = 256  # Eval images searched for the top-k activations (the first ones of the split).
+    c.visualize.layers = ()  # Sown layer names for top-k; () -> every sown NHWC (conv / pool / norm) layer.
+    c.visualize.features = 4  # Top-k panels for the first this many feature maps of each layer.
+    c.visualize.top_k = 9
+    c.visualize.occlusion_images = 2
+    c.visualize.occlusion_patch = 8  # Side of the grey square, pixels; no padding (square inside the image).
+    c.visualize.occlusion_stride = 2
+    c.visualize.occlusion_layer = ''  # '' -> the last sown NHWC layer.
+    c.visualize.occlusion_fill = config_dict.placeholder(float)  # None -> the image mean.
     return c

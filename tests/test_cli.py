@@ -84,3 +84,20 @@ def test_unknown_override_field_is_an_error(tmp_path, digits_dir):
     proc = cli.run(cli.main_command(str(tmp_path), digits_dir, '--config.optimizer.learning_rat=0.1'))
     assert proc.returncode != 0
     assert 'learning_rat' in proc.stderr
+
+
+def test_visualize_mode_after_training(straight_run, digits_dir):
+    """The README's extra command after the quickstart: pictures of what LeNet-5 learned, and an index page."""
+    import re
+
+    workdir, _ = straight_run
+    proc = cli.run(cli.main_command(workdir, digits_dir, *RUN, '--mode=visualize',
+                                    '--config.visualize.num_images=32', '--config.visualize.occlusion_images=1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    index = os.path.join(workdir, 'visualize', 'index.html')
+    with open(index) as f:
+        sources = re.findall(r'<img[^>]+src="([^"]+)"', f.read())
+    assert 'filters.png' in sources and any(s.startswith('occlusion_0_') for s in sources)
+    for src in sources:
+        path = os.path.join(workdir, 'visualize', src)
+        assert os.path.getsize(path) > 0, src

@@ -1,0 +1,208 @@
+"""DeconvNet (Zeiler and Fergus 2013, Sec. 2.1): switches, unpooling, and two independent checks of the projection."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from convnets.models import VGG, AlexNet, ConvNet, LeNet5, LocalResponseNorm, ResNet, ZFNet
+from convnets.models.layers import max_pool
+from convnets.visualize import deconvnet
+from convnets.visualize.deconvnet import max_pool_with_switches, project, unpool
+from convnets.visualize.stages import Conv
+
+# --- switches and unpooling --------------------------------------------------------------------------------------
+
+
+def _grid(rows):
+    return jnp.asarray(rows, jnp.float32)[None, :, :, None]
+
+
+def test_unpool_non_overlapping_2x2_with_tie():
+    x = _grid([[1, 5, 2, 2], [3, 0, 2, 1], [0, 0, 7, 1], [0, 0, 1, 9]])  # window (0, 1) ties at 2; (1, 0) all 0
+    pooled, switches = max_pool_with_switches(x, 2, 2)
+    np.testing.assert_array_equal(pooled[0, :, :, 0], [[5, 2], [0, 9]])
+    np.testing.assert_array_equal(switches[0, :, :, 0], [[1, 2], [8, 15]])  # flat h*W+w; ties: first row-major
+    back = unpool(pooled, switches, x.shape)
+    expected = [[0, 5, 2, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 9]]
+    np.testing.assert_array_equal(back[0, :, :, 0], expected)
+
+
+def test_unpool_overlapping_3x3_stride_2_adds_shared_positions():
+    x = _grid([[1, 2, 3, 0, 1], [0, 4, 9, 1, 0], [2, 1, 0, 8, 8], [0, 6, 1, 2, 0], [3, 1, 0, 5, 1]])
+    pooled, switches = max_pool_with_switches(x, 3, 2)
+    np.testing.assert_array_equal(pooled[0, :, :, 0], [[9, 9], [6, 8]])
+    # The 9 at (1, 2) wins both top windows; the bottom-right window ties 8 at (2, 3) and (2, 4): first wins.
+    np.testing.assert_array_equal(switches[0, :, :, 0], [[7, 7], [16, 13]])
+    back = unpool(pooled, switches, x.shape)
+    expected = np.zeros((5, 5))
+    expected[1, 2] = 18  # overlapping windows add
+    expected[3, 1] = 6
+    expected[2, 3] = 8
+    np.testing.assert_array_equal(back[0, :, :, 0], expected)
+    np.testing.assert_array_equal(pooled, max_pool(x, 3, 2))
+
+
+def test_max_pool_with_switches_matches_model_pooling_and_jax_gradient():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 3))
+    x = jnp.maximum(x, 0.0)  # many ties at zero, as after a ReLU
+    for window, stride, ceil in ((3, 2, True), (3, 2, False), (2, 2, False)):
+        pooled, switches = max_pool_with_switches(x, window, stride, "CEIL" if ceil else "VALID")
+        np.testing.assert_array_equal(pooled, max_pool(x, window, stride, ceil_mode=ceil))
+        # JAX's gradient of max pooling routes to the same position (same tie rule).
+        cot = jax.random.uniform(jax.random.PRNGKey(1), pooled.shape)
+        grad = jax.vjp(lambda v, w=window, s=stride, c=ceil: max_pool(v, w, s, ceil_mode=c), x)[1](cot)[0]
+        np.testing.assert_allclose(unpool(cot, switches, x.shape), grad, rtol=0, atol=1e-6)
+
+
+# --- independent formulation: gradient with "deconvnet" ReLU backward --------------------------------------------
+
+
+@jax.custom_vjp
+def _deconv_relu(x):
+    return jnp.maximum(x, 0.0)
+
+
+def _deconv_relu_fwd(x):
+    return jnp.maximum(x, 0.0), None
+
+
+def _deconv_relu_bwd(_, g):
+    return (jnp.maximum(g, 0.0),)  # rectify the incoming signal, ignoring the forward mask
+
+
+_deconv_relu.defvjp(_deconv_relu_fwd, _deconv_relu_bwd)
+
+
+def _gradient_projection(monkeypatch, model, variables, images, layer, feature, mode="all"):
+    """jax.grad through the model's ordinary forward, ReLU backward = ReLU of the signal, LRN backward = identity."""
+    original_lrn = LocalResponseNorm.__call__
+    monkeypatch.setattr(nn, "relu", _deconv_relu)
+    monkeypatch.setattr(
+        LocalResponseNorm, "__call__", lambda self, x: x + jax.lax.stop_gradient(original_lrn(self, x) - x)
+    )
+
+    def activation(x):
+        _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+        return state["intermediates"][layer][0]
+
+    act = activation(images)
+    sel = jnp.zeros_like(act).at[..., feature].set(act[..., feature])
+    if mode == "max":
+        fmap = act[..., feature].reshape(act.shape[0], -1)
+        mask = jax.nn.one_hot(jnp.argmax(fmap, axis=1), fmap.shape[1]).reshape(act.shape[:-1])
+        sel = sel * mask[..., None]
+    # The gradient of the chosen activation, weighted by its own (selected) value as the DeconvNet's top signal.
+    grad = jax.grad(lambda x: jnp.sum(jax.lax.stop_gradient(sel) * activation(x)))(images)
+    monkeypatch.undo()
+    return grad
+
+
+def _assert_close(actual, expected):
+    scale = float(jnp.max(jnp.abs(expected)))
+    assert scale > 0
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=0, atol=1e-5 * scale)
+
+
+def test_alexnet_two_towers_matches_gradient_formulation(monkeypatch):
+    model = AlexNet(num_classes=5, input_size=67)
+    images = jax.random.normal(jax.random.PRNGKey(0), (2, 67, 67, 3))
+    variables = model.init(jax.random.PRNGKey(1), images)
+    for layer, feature, mode in (("conv2", 130, "all"), ("conv5", 200, "all"), ("conv4", 3, "max")):
+        got = project(model, variables, images, layer, feature, mode=mode)
+        assert got.shape == images.shape
+        _assert_close(got, _gradient_projection(monkeypatch, model, variables, images, layer, feature, mode))
+
+
+def test_vgg11_matches_gradient_formulation(monkeypatch):
+    model = VGG(config="A-LRN", num_classes=4, input_size=32, stage_widths=(8, 16, 16, 32, 32), fc_features=16)
+    images = jax.random.normal(jax.random.PRNGKey(2), (2, 32, 32, 3))
+    variables = model.init(jax.random.PRNGKey(3), images)
+    for layer, feature, mode in (("conv3_1", 5, "all"), ("conv5_2", 9, "max")):
+        got = project(model, variables, images, layer, feature, mode=mode)
+        _assert_close(got, _gradient_projection(monkeypatch, model, variables, images, layer, feature, mode))
+
+
+def test_zfnet_and_convnet_match_gradient_formulation(monkeypatch):
+    model = ZFNet(num_classes=3)
+    images = jax.random.normal(jax.random.PRNGKey(4), (1, 35, 35, 3))
+    variables = model.init(jax.random.PRNGKey(5), images)
+    expected = _gradient_projection(monkeypatch, model, variables, images, "conv3", 11)
+    _assert_close(project(model, variables, images, "conv3", 11), expected)
+    net = ConvNet(num_filters=4)
+    images = jax.random.normal(jax.random.PRNGKey(6), (2, 8, 8, 3))
+    variables = net.init(jax.random.PRNGKey(7), images)
+    expected = _gradient_projection(monkeypatch, net, variables, images, "relu1", 1)  # conv1's activation: relu1
+    _assert_close(project(net, variables, images, "conv1", 1), expected)
+
+
+# --- linear net: projection == transpose of the linear map -------------------------------------------------------
+
+
+class _LinearNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        x = nn.Conv(4, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), name="conv1_layer")(x)
+        self.sow("intermediates", "conv1", x)
+        x = nn.Conv(6, (3, 3), padding=((1, 0), (0, 1)), feature_group_count=2, name="conv2_layer")(x)
+        self.sow("intermediates", "conv2", x)
+        return x
+
+
+LINEAR_STAGES = [
+    Conv("conv1", (2, 2), ((1, 1), (1, 1)), sown="conv1"),
+    Conv("conv2", (1, 1), ((1, 0), (0, 1)), sown="conv2"),
+]
+
+
+def test_linear_net_projection_is_the_transpose_of_the_linear_map():
+    model = _LinearNet()
+    images = jax.random.normal(jax.random.PRNGKey(8), (1, 7, 7, 2))
+    variables = model.init(jax.random.PRNGKey(9), images)
+    variables = jax.tree_util.tree_map(lambda v: v + 0.3, variables)  # non-zero biases: must not matter
+    assert deconvnet.layer_names(model, LINEAR_STAGES) == ["conv1", "conv2"]
+    for layer in ("conv1", "conv2"):
+        act_fn = lambda x, name=layer: model.apply(variables, x, mutable=["intermediates"])[1]["intermediates"][name][0]
+        act = act_fn(images)
+        jac = jax.jacobian(act_fn)(images).reshape(act.size, images.size)
+        sel = jnp.zeros_like(act).at[..., 1].set(act[..., 1])
+        expected = (jac.T @ sel.reshape(-1)).reshape(images.shape)
+        got = project(model, variables, images, layer, 1, stages=LINEAR_STAGES)
+        _assert_close(got, expected)
+
+
+# --- supported models, layer names, errors -----------------------------------------------------------------------
+
+
+def test_layer_names_and_supported():
+    assert deconvnet.layer_names(ConvNet()) == ["conv1"]
+    assert deconvnet.layer_names(AlexNet()) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert deconvnet.layer_names(AlexNet(towers=1, lrn=False, overlapping_pool=False, input_size=227))[-1] == "conv5"
+    assert deconvnet.layer_names(ZFNet()) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert deconvnet.layer_names(VGG(config="A")) == [
+        "conv1_1", "conv2_1", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "conv5_1", "conv5_2"
+    ]
+    assert len(deconvnet.layer_names(VGG(config="E"))) == 16
+    assert "conv3_3" in deconvnet.layer_names(VGG(config="C"))
+    models = (ConvNet(), AlexNet(), AlexNet(towers=1), ZFNet(contrast_norm=False), *(VGG(config=c) for c in "ABCDE"))
+    for model in models:
+        assert deconvnet.supported(model)
+    for model in (LeNet5(), ConvNet(batch_norm=True), ResNet(), VGG(config="Z")):
+        assert not deconvnet.supported(model)
+
+
+def test_clear_errors():
+    model = ConvNet(num_filters=4)
+    images = jnp.ones((1, 8, 8, 3))
+    variables = model.init(jax.random.PRNGKey(0), images)
+    with pytest.raises(ValueError, match=r"unknown layer 'fc'.*valid: \['conv1'\]"):
+        project(model, variables, images, "fc", 0)
+    with pytest.raises(ValueError, match="out of range"):
+        project(model, variables, images, "conv1", 4)
+    with pytest.raises(ValueError, match="mode"):
+        project(model, variables, images, "conv1", 0, mode="mean")
+    with pytest.raises(NotImplementedError, match="LeNet-5.*supported models: convnet, alexnet"):
+        deconvnet.layer_names(LeNet5())
+    with pytest.raises(NotImplementedError, match="ResNet is not supported"):
+        deconvnet.layer_names(ResNet())
