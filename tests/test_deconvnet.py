@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from convnets.models import VGG, AlexNet, ConvNet, LeNet5, LocalResponseNorm, ResNet, ZFNet
-from convnets.models.layers import max_pool
+from convnets.models import VGG, AlexNet, ConvNet, LeNet5, LocalResponseNorm, ResNet, ZFNet, lenet
+from convnets.models.layers import max_pool, scaled_tanh
 from convnets.visualize import deconvnet
 from convnets.visualize.deconvnet import max_pool_with_switches, project, unpool
 from convnets.visualize.stages import Conv
@@ -75,10 +75,31 @@ def _deconv_relu_bwd(_, g):
 _deconv_relu.defvjp(_deconv_relu_fwd, _deconv_relu_bwd)
 
 
+@jax.custom_vjp
+def _deconv_tanh(x):
+    return scaled_tanh(x)
+
+
+def _deconv_tanh_fwd(x):
+    return scaled_tanh(x), None
+
+
+def _deconv_tanh_bwd(_, g):
+    return (jnp.maximum(g, 0.0),)  # LeNet's squashing treated as the ZF rectification step
+
+
+_deconv_tanh.defvjp(_deconv_tanh_fwd, _deconv_tanh_bwd)
+
+
 def _gradient_projection(monkeypatch, model, variables, images, layer, feature, mode="all"):
-    """jax.grad through the model's ordinary forward, ReLU backward = ReLU of the signal, LRN backward = identity."""
+    """jax.grad through the model's ordinary forward, ReLU backward = ReLU of the signal, LRN backward = identity.
+
+    LeNet-5's scaled tanh (looked up in ``lenet``'s namespace) also gets ReLU of the signal as its backward; its
+    trainable subsampling keeps its own gradient, the transpose of its linear map.
+    """
     original_lrn = LocalResponseNorm.__call__
     monkeypatch.setattr(nn, "relu", _deconv_relu)
+    monkeypatch.setattr(lenet, "scaled_tanh", _deconv_tanh)
     monkeypatch.setattr(
         LocalResponseNorm, "__call__", lambda self, x: x + jax.lax.stop_gradient(original_lrn(self, x) - x)
     )
@@ -137,6 +158,42 @@ def test_zfnet_and_convnet_match_gradient_formulation(monkeypatch):
     _assert_close(project(net, variables, images, "conv1", 1), expected)
 
 
+def test_lenet5_matches_gradient_formulation(monkeypatch):
+    model = LeNet5()
+    images = jax.random.normal(jax.random.PRNGKey(10), (2, 35, 35, 1))  # odd sizes: S2 and S4 drop a row/column
+    variables = model.init(jax.random.PRNGKey(11), images)
+    variables = jax.tree_util.tree_map(lambda v: v + 0.1, variables)  # non-zero biases: must not matter
+    assert variables["params"]["C3_layer"]["kernel"].shape == (5, 5, 60)
+    for layer, feature, mode in (("C1", 2, "all"), ("C3", 7, "all"), ("C3", 15, "max"), ("C5", 40, "all"),
+                                 ("C5", 3, "max")):
+        got = project(model, variables, images, layer, feature, mode=mode)
+        assert got.shape == images.shape
+        _assert_close(got, _gradient_projection(monkeypatch, model, variables, images, layer, feature, mode))
+    full = LeNet5(c3_table=False, output="rbf")  # C3 a full 6 -> 16 convolution
+    images = images[:, :32, :32]
+    variables = full.init(jax.random.PRNGKey(12), images)
+    expected = _gradient_projection(monkeypatch, full, variables, images, "C3", 4)
+    _assert_close(project(full, variables, images, "C3", 4), expected)
+
+
+def test_lenet5_c3_kernel_is_the_scattered_table():
+    model = LeNet5()
+    images = jnp.ones((1, 32, 32, 1))
+    variables = model.init(jax.random.PRNGKey(13), images)
+    dense = deconvnet.table_kernel(variables["params"]["C3_layer"]["kernel"], lenet.C3_TABLE)
+    assert dense.shape == (5, 5, 6, 16)
+    connected = np.any(np.asarray(dense) != 0, axis=(0, 1))
+    np.testing.assert_array_equal(connected, lenet.C3_TABLE)
+    # The model's C3 on S2 equals a plain convolution with that kernel (plus bias).
+    s2 = model.apply(variables, images, mutable=["intermediates"])[1]["intermediates"]["S2"][0]
+    c3 = lenet.scaled_tanh(
+        jax.lax.conv_general_dilated(s2, dense, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        + variables["params"]["C3_layer"]["bias"]
+    )
+    c3_model = model.apply(variables, images, mutable=["intermediates"])[1]["intermediates"]["C3"][0]
+    np.testing.assert_allclose(c3, c3_model, rtol=0, atol=1e-5)
+
+
 # --- linear net: projection == transpose of the linear map -------------------------------------------------------
 
 
@@ -185,10 +242,12 @@ def test_layer_names_and_supported():
     ]
     assert len(deconvnet.layer_names(VGG(config="E"))) == 16
     assert "conv3_3" in deconvnet.layer_names(VGG(config="C"))
+    assert deconvnet.layer_names(LeNet5()) == ["C1", "C3", "C5"]
+    assert deconvnet.layer_names(LeNet5(c3_table=False, output="rbf")) == ["C1", "C3", "C5"]
     models = (ConvNet(), AlexNet(), AlexNet(towers=1), ZFNet(contrast_norm=False), *(VGG(config=c) for c in "ABCDE"))
-    for model in models:
+    for model in (*models, LeNet5()):
         assert deconvnet.supported(model)
-    for model in (LeNet5(), ConvNet(batch_norm=True), ResNet(), VGG(config="Z")):
+    for model in (ConvNet(batch_norm=True), ResNet(), VGG(config="Z")):
         assert not deconvnet.supported(model)
 
 
@@ -202,7 +261,7 @@ def test_clear_errors():
         project(model, variables, images, "conv1", 4)
     with pytest.raises(ValueError, match="mode"):
         project(model, variables, images, "conv1", 0, mode="mean")
-    with pytest.raises(NotImplementedError, match="LeNet-5.*supported models: convnet, alexnet"):
-        deconvnet.layer_names(LeNet5())
+    with pytest.raises(NotImplementedError, match="batch_norm=True"):
+        deconvnet.layer_names(ConvNet(batch_norm=True))
     with pytest.raises(NotImplementedError, match="ResNet is not supported"):
         deconvnet.layer_names(ResNet())

@@ -1,7 +1,8 @@
 """DeconvNet (Zeiler and Fergus 2013, Sec. 2.1): project one feature map of a conv layer back to pixel space.
 
 One generic implementation for every model that :mod:`convnets.visualize.stages` describes as a list of
-Conv / ReLU / MaxPool / Norm stages (convnet, AlexNet with one or two towers, ZF Net, VGG A-E).
+Conv / ReLU / MaxPool / Norm / Subsample / Squash stages (convnet, AlexNet with one or two towers, ZF Net, VGG A-E,
+LeNet-5).
 
 Forward: the model's own ``apply`` with ``mutable=['intermediates']``; the activations are read from the sown
 intermediates, and every max pool's switches are recomputed from its sown input by :func:`max_pool_with_switches`.
@@ -16,7 +17,15 @@ strongest position, per image), then, for each lower stage in reverse order:
 - Conv -> the transposed filters of the same layer: the transpose of the convolution (same strides, padding and
   ``feature_group_count``, so AlexNet's towers stay separate), written as a convolution of the stride-dilated
   signal with the spatially flipped, in/out-swapped kernels. The conv bias is not used;
-- Norm (LRN / contrast normalisation) -> passed through unchanged, as the ZF paper's DeconvNet does.
+- Norm (LRN / contrast normalisation) -> passed through unchanged, as the ZF paper's DeconvNet does;
+- Subsample (LeNet-5's S2, S4) -> the transpose of its linear part: each value spread over its window, times the
+  map's trainable coefficient (the bias is not used, like the conv biases);
+- Squash (LeNet-5's scaled tanh) -> treated as the rectification step, ``max(signal, 0)``: the ZF paper rectifies
+  the signal to keep the reconstructions positive, and tanh has no switch-free inverse. (The independent
+  formulation in the tests makes the same choice: the gradient with tanh's backward replaced by ReLU of the signal.)
+
+A Conv with a connection table (LeNet-5's C3) is transposed with its full ``(kh, kw, n_in, n_out)`` kernel, zero
+where the table has no connection, scattered from the ``(kh, kw, n)`` parameter as the model does.
 
 Switch tie rule: the first maximum in row-major order within the window (``jnp.argmax``), the same position that
 JAX's gradient of ``reduce_window`` max picks. Padding (``ceil_mode``) counts as -inf and is never chosen.
@@ -33,7 +42,7 @@ import numpy as np
 from jax import lax
 
 from convnets.models.layers import param_name
-from convnets.visualize.stages import Conv, MaxPool, Norm, ReLU, Stage, describe
+from convnets.visualize.stages import Conv, MaxPool, Norm, ReLU, Squash, Stage, Subsample, describe
 
 Array = jax.Array
 MODES = ("all", "max")
@@ -131,12 +140,39 @@ def conv_transpose(y: Array, kernel: Array, conv: Conv, input_shape: Sequence[in
     )
 
 
+def table_kernel(kernel: Array, table) -> Array:
+    """The full ``(kh, kw, n_in, n_out)`` kernel of a connection-table conv from its ``(kh, kw, n)`` parameter.
+
+    The scatter of :class:`convnets.models.layers.ConnectionTableConv`: connections ordered by output map, then
+    input map; absent connections are zero.
+    """
+    table = np.asarray(table, dtype=bool)
+    out_idx, in_idx = np.nonzero(table.T)
+    if kernel.ndim != 3 or kernel.shape[-1] != len(out_idx):
+        raise ValueError(f"connection table with {len(out_idx)} connections and kernel {kernel.shape}")
+    kh, kw, _ = kernel.shape
+    return jnp.zeros((kh, kw) + table.shape, kernel.dtype).at[:, :, in_idx, out_idx].set(kernel)
+
+
+def subsample_transpose(y: Array, coeff: Array, window: int, input_shape: Sequence[int]) -> Array:
+    """Transpose of LeNet's subsampling (window sums times a per-map ``coeff``), shaped as its input.
+
+    Each value goes to every position of its non-overlapping ``window x window`` field, times its map's
+    coefficient; rows and columns the VALID windows left out get zero.
+    """
+    up = jnp.repeat(jnp.repeat(y * coeff.astype(y.dtype), window, axis=1), window, axis=2)
+    h, w = input_shape[1:3]
+    if up.shape[1] > h or up.shape[2] > w:
+        raise ValueError(f"subsample: output {y.shape} does not fit input_shape {tuple(input_shape)}")
+    return jnp.pad(up, ((0, 0), (0, h - up.shape[1]), (0, w - up.shape[2]), (0, 0)))
+
+
 def _activation_index(stages: Sequence[Stage]) -> dict[str, int]:
-    """Conv layer name -> index of the stage whose output is its activation (its ReLU, else the conv)."""
+    """Conv layer name -> index of the stage whose output is its activation (its ReLU / Squash, else the conv)."""
     index = {}
     for i, stage in enumerate(stages):
         if isinstance(stage, Conv):
-            relu_follows = i + 1 < len(stages) and isinstance(stages[i + 1], ReLU)
+            relu_follows = i + 1 < len(stages) and isinstance(stages[i + 1], (ReLU, Squash))
             index[stage.layer] = i + 1 if relu_follows else i
     return index
 
@@ -151,7 +187,7 @@ def supported(model: nn.Module) -> bool:
 
 
 def layer_names(model: nn.Module, stages: Sequence[Stage] | None = None) -> list[str]:
-    """The projectable layers of ``model``: its conv layers, in order, named as sown (e.g. 'conv1', 'conv3_1')."""
+    """The projectable layers of ``model``: its conv layers, in order, named as sown (e.g. 'conv1', 'conv3_1', 'C3')."""
     return list(_activation_index(describe(model) if stages is None else stages))
 
 
@@ -217,15 +253,22 @@ def project(
             padding = "CEIL" if stage.ceil_mode else "VALID"
             _, switches = max_pool_with_switches(x_in, stage.window, stage.stride, padding)
             signal = unpool(signal, switches, x_in.shape)
-        elif isinstance(stage, ReLU):
-            signal = jax.nn.relu(signal)
+        elif isinstance(stage, (ReLU, Squash)):
+            signal = jax.nn.relu(signal)  # Squash: the ZF rectification step (see the module docstring)
         elif isinstance(stage, Norm):
             pass  # passed through unchanged (Zeiler and Fergus 2013, Sec. 2.1)
         elif isinstance(stage, Conv):
             if x_in is None:
                 raise ValueError(f"DeconvNet: the input of conv {stage.layer!r} is not sown")
             kernel = params[param_name(stage.layer)]["kernel"]
+            if stage.table is not None:
+                kernel = table_kernel(kernel, stage.table)
             signal = conv_transpose(signal, kernel, stage, x_in.shape)
+        elif isinstance(stage, Subsample):
+            if x_in is None:
+                raise ValueError(f"DeconvNet: the input of subsampling {stage.layer!r} is not sown")
+            coeff = params[param_name(stage.layer)]["coeff"]
+            signal = subsample_transpose(signal, coeff, stage.window, x_in.shape)
         else:
             raise TypeError(f"DeconvNet: unknown stage {stage!r}")
     return signal

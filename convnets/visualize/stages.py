@@ -10,6 +10,13 @@ last conv layer (the fully-connected layers are not projected):
 - :class:`MaxPool`: max pooling (``window``, ``stride``, ``ceil_mode`` as in :func:`convnets.models.layers.max_pool`).
 - :class:`Norm`: LRN / contrast normalisation across maps, passed through unchanged on the way down (as the ZF
   paper does: its DeconvNet has no normalisation step).
+- :class:`Subsample`: LeNet-5's trainable subsampling (``params['<layer>_layer']``: ``coeff``, ``bias``); on the way
+  down, the transpose of its linear part (each value spread over its window times the map's coefficient, no bias).
+- :class:`Squash`: LeNet-5's scaled tanh; on the way down, the ZF rectification step (see
+  :mod:`convnets.visualize.deconvnet`).
+
+A :class:`Conv` with a connection ``table`` (LeNet-5's C3) stores only the connected kernels, ``(kh, kw, n)``; the
+DeconvNet scatters them into the full ``(kh, kw, n_in, n_out)`` kernel as the model does.
 
 ``sown`` names the intermediate (collection ``'intermediates'``) the model sows for a stage's output, when it
 sows one; the DeconvNet reads the forward activations from those names. The activation of conv layer ``L`` is the
@@ -26,11 +33,12 @@ import flax.linen as nn
 
 from convnets.models.alexnet import CAFFE_INPUT_SIZE, AlexNet
 from convnets.models.convnet import ConvNet
-from convnets.models.lenet import LeNet5
+from convnets.models.lenet import C3_TABLE, LeNet5
 from convnets.models.vgg import CONFIGS, LRN_CONFIGS, VGG
 from convnets.models.zfnet import ZFNet
 
 Padding = str | Sequence[tuple[int, int]]
+Table = tuple[tuple[bool, ...], ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +47,7 @@ class Conv:
     strides: tuple[int, int] = (1, 1)
     padding: Padding = "VALID"  # 'VALID', 'SAME' or ((top, bottom), (left, right))
     sown: str | None = None
+    table: Table | None = None  # table[i][j]: output map j sees input map i (ConnectionTableConv)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +68,21 @@ class Norm:
     sown: str | None = None
 
 
-Stage = Conv | ReLU | MaxPool | Norm
+@dataclasses.dataclass(frozen=True)
+class Subsample:
+    layer: str  # parameters (coeff, bias) in params[layer + '_layer']
+    window: int = 2
+    sown: str | None = None
 
-SUPPORTED_MODELS = ("convnet", "alexnet", "alexnet_one_tower", "zfnet", "vgg (A, A-LRN, B, C, D, E)")
+
+@dataclasses.dataclass(frozen=True)
+class Squash:
+    sown: str | None = None
+
+
+Stage = Conv | ReLU | MaxPool | Norm | Subsample | Squash
+
+SUPPORTED_MODELS = ("convnet", "alexnet", "alexnet_one_tower", "zfnet", "vgg (A, A-LRN, B, C, D, E)", "lenet5")
 
 
 def _convnet(model: ConvNet) -> list[Stage]:
@@ -111,10 +132,13 @@ def _vgg(model: VGG) -> list[Stage]:
 
 
 def _lenet(model: LeNet5) -> list[Stage]:
-    raise NotImplementedError(
-        "DeconvNet: LeNet-5 (scaled tanh and trainable subsampling, no ReLU or max pooling) is not supported; "
-        f"supported models: {', '.join(SUPPORTED_MODELS)}"
-    )
+    # Conv layers C1, C3, C5; their activations are sown after the squashing function, as are S2 and S4.
+    table = tuple(tuple(bool(v) for v in row) for row in C3_TABLE) if model.c3_table else None
+    return [
+        Conv("C1"), Squash("C1"), Subsample("S2"), Squash("S2"),
+        Conv("C3", table=table), Squash("C3"), Subsample("S4"), Squash("S4"),
+        Conv("C5"), Squash("C5"),
+    ]
 
 
 DESCRIBERS: dict[type, Callable[[Any], list[Stage]]] = {
