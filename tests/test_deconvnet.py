@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from convnets.models import VGG, AlexNet, ConvNet, LeNet5, LocalResponseNorm, ResNet, ZFNet, lenet
-from convnets.models.layers import max_pool, scaled_tanh
+from convnets.models.layers import max_pool, scaled_tanh, table_kernel
 from convnets.visualize import deconvnet
 from convnets.visualize.deconvnet import max_pool_with_switches, project, unpool
 from convnets.visualize.stages import Conv
@@ -180,7 +180,7 @@ def test_lenet5_c3_kernel_is_the_scattered_table():
     model = LeNet5()
     images = jnp.ones((1, 32, 32, 1))
     variables = model.init(jax.random.PRNGKey(13), images)
-    dense = deconvnet.table_kernel(variables["params"]["C3_layer"]["kernel"], lenet.C3_TABLE)
+    dense = table_kernel(variables["params"]["C3_layer"]["kernel"], lenet.C3_TABLE)
     assert dense.shape == (5, 5, 6, 16)
     connected = np.any(np.asarray(dense) != 0, axis=(0, 1))
     np.testing.assert_array_equal(connected, lenet.C3_TABLE)

@@ -100,6 +100,19 @@ class TrainableSubsampling(nn.Module):
         return summed * coeff + bias
 
 
+def table_kernel(kernel: Array, table) -> Array:
+    """The dense ``(kh, kw, n_in, n_out)`` kernel of a connection-table conv from its ``(kh, kw, n)`` parameter.
+
+    Connections are ordered by output map, then input map; absent connections are the constant zero.
+    """
+    table = np.asarray(table, dtype=bool)
+    out_idx, in_idx = np.nonzero(table.T)
+    if kernel.ndim != 3 or kernel.shape[-1] != len(out_idx):
+        raise ValueError(f"connection table with {len(out_idx)} connections and kernel {kernel.shape}")
+    kh, kw, _ = kernel.shape
+    return jnp.zeros((kh, kw) + table.shape, kernel.dtype).at[:, :, in_idx, out_idx].set(kernel)
+
+
 class ConnectionTableConv(nn.Module):
     """'VALID' convolution with a fixed input-map -> output-map connection table.
 
@@ -128,7 +141,7 @@ class ConnectionTableConv(nn.Module):
         fan_in = kh * kw * table.sum(axis=0)[out_idx]  # per connection: fan-in of its output map's units
         kernel = self.param("kernel", uniform_symmetric(self.init_scale / fan_in), (kh, kw, len(out_idx)))
         bias = self.param("bias", nn.initializers.zeros_init(), (n_out,))
-        dense = jnp.zeros((kh, kw, n_in, n_out), kernel.dtype).at[:, :, in_idx, out_idx].set(kernel)
+        dense = table_kernel(kernel, table)
         y = lax.conv_general_dilated(
             x, dense, window_strides=(1, 1), padding="VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )

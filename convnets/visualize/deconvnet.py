@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from convnets.models.layers import param_name
+from convnets.models.layers import param_name, table_kernel
 from convnets.visualize.stages import Conv, MaxPool, Norm, ReLU, Squash, Stage, Subsample, describe
 
 Array = jax.Array
@@ -138,20 +138,6 @@ def conv_transpose(y: Array, kernel: Array, conv: Conv, input_shape: Sequence[in
         y, k.astype(y.dtype), window_strides=(1, 1), padding=tpads, lhs_dilation=tuple(conv.strides),
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
     )
-
-
-def table_kernel(kernel: Array, table) -> Array:
-    """The full ``(kh, kw, n_in, n_out)`` kernel of a connection-table conv from its ``(kh, kw, n)`` parameter.
-
-    The scatter of :class:`convnets.models.layers.ConnectionTableConv`: connections ordered by output map, then
-    input map; absent connections are zero.
-    """
-    table = np.asarray(table, dtype=bool)
-    out_idx, in_idx = np.nonzero(table.T)
-    if kernel.ndim != 3 or kernel.shape[-1] != len(out_idx):
-        raise ValueError(f"connection table with {len(out_idx)} connections and kernel {kernel.shape}")
-    kh, kw, _ = kernel.shape
-    return jnp.zeros((kh, kw) + table.shape, kernel.dtype).at[:, :, in_idx, out_idx].set(kernel)
 
 
 def subsample_transpose(y: Array, coeff: Array, window: int, input_shape: Sequence[int]) -> Array:
