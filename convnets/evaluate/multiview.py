@@ -11,7 +11,7 @@ Per-example posteriors of each view are gathered on the host (N x classes floats
 over views, then scored.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -60,27 +60,22 @@ def evaluate_views(config: ConfigDict, mesh: Any, model: nn.Module, state: Any) 
     predict = parallel.compile_per_example(make_predict_step(model), mesh)
     par = parallel.Parallel(mesh, 'shard_map')
     batch_size = config.eval_batch_size or config.batch_size
+    views = _view_configs(config)
     total: np.ndarray | None = None
-    labels: np.ndarray | None = None
-    for i, data in enumerate(_view_configs(config)):
-        probs, view_labels, masks = [], [], []
+    for i, data in enumerate(views):
+        probs, labels, masks = [], [], []
         for local in pipeline.eval_batches(data, global_batch_size=batch_size, process_index=jax.process_index(),
                                            process_count=jax.process_count()):
             batch = par.shard_batch(local)
             probs.append(multihost_utils.process_allgather(predict(state, batch), tiled=True))
-            view_labels.append(multihost_utils.process_allgather(batch['label'], tiled=True))
+            labels.append(multihost_utils.process_allgather(batch['label'], tiled=True))
             masks.append(multihost_utils.process_allgather(batch['mask'], tiled=True))
         keep = np.concatenate(masks) > 0
         view_probs = np.concatenate(probs)[keep]
-        logging.info('view %d (%s): top1 %.4f', i, data.eval_preprocess, _scores(view_probs, labels_of(
-            view_labels, keep))['top1'])
+        view_labels = np.concatenate(labels)[keep].astype(np.int64)  # The same examples, in order, in every view.
+        logging.info('view %d (%s): top1 %.4f', i, data.eval_preprocess, _scores(view_probs, view_labels)['top1'])
         total = view_probs if total is None else total + view_probs
-        labels = labels_of(view_labels, keep)
-    return _scores(total / len(_view_configs(config)), labels)
-
-
-def labels_of(parts: Sequence[np.ndarray], keep: np.ndarray) -> np.ndarray:
-    return np.concatenate(parts)[keep].astype(np.int64)
+    return _scores(total / len(views), view_labels)
 
 
 def _scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
