@@ -54,7 +54,7 @@ import functools
 import flax.linen as nn
 import jax
 
-from convnets.models.layers import LocalResponseNorm, max_pool
+from convnets.models.layers import LocalResponseNorm, dropout_fc_head, max_pool
 from convnets.models.registry import register
 
 Array = jax.Array
@@ -148,13 +148,7 @@ class AlexNet(nn.Module):
         self.sow("intermediates", "pool5", x)
         x = x.reshape((x.shape[0], -1))  # row-major (h, w, c); fc6's fan-in follows pool5's map
         # Sec. 4.2: "We use dropout in the first two fully-connected layers": their outputs are dropped.
-        for name, layer in (("fc6", self.fc6_layer), ("fc7", self.fc7_layer)):
-            x = nn.relu(layer(x))
-            self.sow("intermediates", name, x)
-            x = self.dropout(x, deterministic=not train)
-        logits = self.fc8_layer(x)
-        self.sow("intermediates", "fc8", logits)
-        return logits
+        return dropout_fc_head(self, x, train)
 
     def _normalise(self, name: str, x: Array) -> Array:
         if not self.lrn:

@@ -100,6 +100,22 @@ class TrainableSubsampling(nn.Module):
         return summed * coeff + bias
 
 
+def dropout_fc_head(module: nn.Module, x: Array, train: bool) -> Array:
+    """fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout -> fc8, on a flattened feature map.
+
+    The AlexNet-family classifier: ``module`` holds ``fc6_layer``, ``fc7_layer``, ``fc8_layer`` and ``dropout``;
+    the outputs of the first two fully connected layers are dropped in training (AlexNet sec. 4.2, ZF Net sec. 3).
+    Sows 'fc6', 'fc7' (after ReLU) and 'fc8' (the logits) into ``module``'s intermediates.
+    """
+    for name in ("fc6", "fc7"):
+        x = nn.relu(getattr(module, param_name(name))(x))
+        module.sow("intermediates", name, x)
+        x = module.dropout(x, deterministic=not train)
+    logits = module.fc8_layer(x)
+    module.sow("intermediates", "fc8", logits)
+    return logits
+
+
 def table_kernel(kernel: Array, table) -> Array:
     """The dense ``(kh, kw, n_in, n_out)`` kernel of a connection-table conv from its ``(kh, kw, n)`` parameter.
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from convnets.models.layers import LocalResponseNorm, max_pool
+from convnets.models.layers import LocalResponseNorm, dropout_fc_head, max_pool
 from convnets.models.registry import register
 
 Array = jax.Array
@@ -109,10 +109,4 @@ class ZFNet(nn.Module):
         self.sow("intermediates", "pool5", x)
         x = x.reshape((x.shape[0], -1))
         # Sec. 3: "Dropout is used in the fully connected layers (6 and 7) with a rate of 0.5."
-        for name, layer in (("fc6", self.fc6_layer), ("fc7", self.fc7_layer)):
-            x = nn.relu(layer(x))
-            self.sow("intermediates", name, x)
-            x = self.dropout(x, deterministic=not train)
-        logits = self.fc8_layer(x)
-        self.sow("intermediates", "fc8", logits)
-        return logits
+        return dropout_fc_head(self, x, train)
