@@ -1,4 +1,8 @@
-"""DeconvNet (Zeiler and Fergus 2013, Sec. 2.1): switches, unpooling, and two independent checks of the projection."""
+"""DeconvNet (Zeiler and Fergus 2013, Sec. 2.1): switches, unpooling, two independent checks of the projection, and
+the stages each model declares checked against the activations it sows."""
+
+import functools
+import math
 
 import flax.linen as nn
 import jax
@@ -6,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from convnets.models import VGG, AlexNet, ConvNet, LeNet5, LocalResponseNorm, ResNet, ZFNet, lenet
-from convnets.models.layers import max_pool, scaled_tanh, table_kernel
-from convnets.visualize import deconvnet
+from convnets.models import VGG, AlexNet, ConvNet, LeNet5, LocalResponseNorm, ResNet, ZFNet, get_model, lenet, zfnet
+from convnets.models.layers import max_pool, param_name, scaled_tanh, table_kernel
+from convnets.visualize import deconvnet, stages
 from convnets.visualize.deconvnet import max_pool_with_switches, project, unpool
-from convnets.visualize.stages import Conv
+from convnets.visualize.stages import Conv, MaxPool, Norm, ReLU, Squash, Subsample, describe
 
 # --- switches and unpooling --------------------------------------------------------------------------------------
 
@@ -263,5 +267,132 @@ def test_clear_errors():
         project(model, variables, images, "conv1", 0, mode="mean")
     with pytest.raises(NotImplementedError, match="batch_norm=True"):
         deconvnet.layer_names(ConvNet(batch_norm=True))
-    with pytest.raises(NotImplementedError, match="ResNet is not supported"):
+    with pytest.raises(NotImplementedError, match="ResNet is not supported; supported models: alexnet, "):
         deconvnet.layer_names(ResNet())
+
+
+def test_supported_models_come_from_the_registry():
+    names = stages.supported_models()
+    assert {"convnet", "alexnet", "alexnet_one_tower", "zfnet", "vgg11_lrn", "vgg16_c", "vgg19", "lenet5"} <= set(names)
+    assert not {"convnet_bn", "resnet18", "googlenet"} & set(names)
+
+
+# --- drift: the stages a model declares vs the activations it sows -----------------------------------------------
+
+
+def _sown_shapes(model, shape):
+    """``[(name, shape)]`` of the intermediates ``model`` sows on an input of ``shape``, in sow order, and the shapes
+    of its parameters. Nothing is computed (``jax.eval_shape``), so paper-sized inputs cost nothing."""
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    sown = []
+
+    def forward(v, x):
+        _, state = model.apply(v, x, train=False, mutable=["intermediates"])
+        # Read while tracing: the dict is in sow order here (a returned pytree would have its keys sorted).
+        sown.extend((name, value[0].shape) for name, value in state["intermediates"].items())
+        return state
+
+    jax.eval_shape(forward, variables, x)
+    return sown, variables["params"]
+
+
+def _conv_size(size, kernel, stride, padding):
+    if padding == "SAME":
+        return math.ceil(size / stride)
+    lo, hi = (0, 0) if padding == "VALID" else padding
+    return (size + lo + hi - kernel) // stride + 1
+
+
+def _implied_shapes(model_stages, params, shape):
+    """``[(sown, (H, W, C))]`` implied by the stages alone: the input shape walked through kernel shapes, strides,
+    paddings, pool windows and subsampling windows (written here, independently of the models and the DeconvNet)."""
+    h, w, c = shape[1:]
+    implied = []
+    for stage in model_stages:
+        if isinstance(stage, Conv):
+            kernel = params[param_name(stage.layer)]["kernel"].shape
+            pads = (stage.padding,) * 2 if isinstance(stage.padding, str) else stage.padding
+            h, w = (_conv_size(*args) for args in zip((h, w), kernel[:2], stage.strides, pads, strict=True))
+            c = len(stage.table[0]) if stage.table is not None else kernel[-1]
+        elif isinstance(stage, MaxPool):
+            if stage.ceil_mode:  # Caffe rounding: a window may hang over the edge, even of a map smaller than it
+                h, w = (math.ceil(max(n - stage.window, 0) / stage.stride) + 1 for n in (h, w))
+            else:
+                h, w = ((n - stage.window) // stage.stride + 1 for n in (h, w))
+        elif isinstance(stage, Subsample):
+            h, w = h // stage.window, w // stage.window  # non-overlapping VALID windows
+        else:
+            assert isinstance(stage, (ReLU, Norm, Squash)), stage  # shape-preserving
+        if stage.sown is not None:
+            implied.append((stage.sown, (h, w, c)))
+    return implied
+
+
+def _assert_stages_match_sown(model, shape, model_stages=None):
+    """The declared stages (``model_stages`` overrides them) name, in order, every activation the model sows up to
+    its last conv layer, and imply each one's (H, W, C)."""
+    model_stages = describe(model) if model_stages is None else model_stages
+    sown, params = _sown_shapes(model, shape)
+    implied = _implied_shapes(model_stages, params, shape)
+    assert [name for name, _ in sown[: len(implied)]] == [name for name, _ in implied]
+    for (name, want), (_, got) in zip(implied, sown, strict=False):
+        assert got[1:] == want, f"{type(model).__name__} {name}: sown {got}, stages imply {want}"
+    return dict(sown)
+
+
+_SMALL_VGG = functools.partial(VGG, num_classes=3, input_size=32, stage_widths=(4, 4, 8, 8, 8), fc_features=8)
+DRIFT_CASES = {
+    "convnet": (ConvNet(num_filters=4), (2, 8, 8, 3)),
+    "convnet_k5_odd": (ConvNet(kernel_size=5), (1, 9, 13, 3)),
+    "alexnet_67": (AlexNet(num_classes=3, input_size=67), (1, 67, 67, 3)),
+    "alexnet_224": (AlexNet(), (1, 224, 224, 3)),
+    "alexnet_227_caffe": (AlexNet(input_size=227), (1, 227, 227, 3)),
+    "alexnet_one_tower_ablations": (
+        AlexNet(towers=1, lrn=False, overlapping_pool=False, input_size=71), (1, 71, 71, 3)
+    ),
+    "zfnet_min": (ZFNet(num_classes=3), (1, 23, 23, 3)),
+    "zfnet_odd": (ZFNet(num_classes=3, contrast_norm=False), (1, 35, 41, 3)),
+    "zfnet_224": (ZFNet(), (1, 224, 224, 3)),
+    **{f"vgg_{c}": (_SMALL_VGG(config=c), (1, 32, 32, 3)) for c in ("A", "A-LRN", "B", "C", "D", "E")},
+    "vgg_D_224": (VGG(), (1, 224, 224, 3)),
+    "vgg_A_dense_non_square": (_SMALL_VGG(config="A", dense=True), (1, 64, 96, 3)),
+    "lenet5": (LeNet5(), (2, 32, 32, 1)),
+    "lenet5_odd": (LeNet5(), (1, 35, 37, 1)),
+    "lenet5_full_c3_rbf": (LeNet5(c3_table=False, output="rbf"), (1, 32, 32, 3)),
+}
+
+
+@pytest.mark.parametrize("case", list(DRIFT_CASES))
+def test_declared_stages_imply_the_sown_activation_shapes(case):
+    model, shape = DRIFT_CASES[case]
+    assert deconvnet.supported(model)
+    _assert_stages_match_sown(model, shape)
+
+
+def test_drift_cases_cover_every_supported_model_class():
+    supported = {type(get_model(name)) for name in stages.supported_models()}
+    assert {type(model) for model, _ in DRIFT_CASES.values()} >= supported
+
+
+def test_changing_a_model_constant_changes_its_stages_too(monkeypatch):
+    """ZF Net's geometry lives in one table read by both ``setup`` and ``deconv_stages``: edit it, both follow."""
+    shape = (1, 63, 63, 3)
+    before = _assert_stages_match_sown(ZFNet(num_classes=3), shape)
+    monkeypatch.setitem(zfnet.CONV_GEOMETRY, "conv2", ((1, 1), "VALID"))
+    monkeypatch.setattr(zfnet, "POOL_CEIL_MODE", False)
+    after = _assert_stages_match_sown(ZFNet(num_classes=3), shape)
+    assert (before["pool1"], before["conv2"]) == ((1, 15, 15, 96), (1, 6, 6, 256))
+    assert (after["pool1"], after["conv2"]) == ((1, 14, 14, 96), (1, 10, 10, 256))
+
+
+def test_drift_check_catches_a_wrong_description():
+    model, shape = ZFNet(num_classes=3), (1, 35, 35, 3)
+    declared = describe(model)
+    conv2 = declared.index(Conv("conv2", *zfnet.CONV_GEOMETRY["conv2"]))
+    wrong_stride = [*declared[:conv2], Conv("conv2", (1, 1), "VALID"), *declared[conv2 + 1 :]]
+    with pytest.raises(AssertionError, match="conv2: sown"):
+        _assert_stages_match_sown(model, shape, wrong_stride)
+    missing_norm = [stage for stage in declared if stage != Norm("norm1")]
+    with pytest.raises(AssertionError):
+        _assert_stages_match_sown(model, shape, missing_norm)

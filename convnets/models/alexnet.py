@@ -45,6 +45,9 @@ Intermediates sown (collection ``'intermediates'``; conv outputs after their ReL
 ``norm1``, ``pool1`` (N,27,27,96), ``conv2`` (N,27,27,256), ``norm2``, ``pool2`` (N,13,13,256), ``conv3``,
 ``conv4``, ``conv5`` (N,13,13,*), ``pool5`` (N,6,6,256), ``fc6``, ``fc7`` (after ReLU, before dropout), ``fc8``
 (the logits). ``norm*`` only with ``lrn=True``. Parameter submodules: ``conv1_layer`` ... ``fc8_layer``.
+
+``deconv_stages()`` describes conv1-conv5 to the DeconvNet from the tables ``setup`` and ``__call__`` use
+(``conv_geometry``, ``pool_geometry``, ``POOLED_CONVS``, ``PLAIN_CONVS``).
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ import functools
 import flax.linen as nn
 import jax
 
-from convnets.models.layers import LocalResponseNorm, dropout_fc_head, max_pool
+from convnets.models.deconv_stages import Conv, MaxPool, Norm, Padding, ReLU, Stage
+from convnets.models.layers import LocalResponseNorm, dropout_fc_head, max_pool, param_name
 from convnets.models.registry import register
 
 Array = jax.Array
@@ -68,6 +72,33 @@ WEIGHT_STD = 0.01
 # Sec. 5: biases "in the second, fourth, and fifth convolutional layers, as well as in the fully-connected
 # hidden layers, with the constant 1 ... in the remaining layers with the constant 0".
 UNIT_BIAS_LAYERS = frozenset({"conv2", "conv4", "conv5", "fc6", "fc7"})
+
+# Sec. 3.5: "Response-normalization layers follow the first and second convolutional layers. Max-pooling layers
+# follow both response-normalization layers"; the third, fourth and fifth "are connected to one another without
+# any intervening pooling or normalization layers".
+POOLED_CONVS = ("conv1", "conv2")
+PLAIN_CONVS = ("conv3", "conv4", "conv5")
+PAD1 = ((1, 1), (1, 1))
+PAD2 = ((2, 2), (2, 2))
+
+
+def conv_geometry(input_size: int) -> dict[str, tuple[tuple[int, int], Padding]]:
+    """``(strides, padding)`` of each conv layer: conv1 stride 4 (Sec. 3.5), sizes kept by conv2-conv5.
+
+    conv1's padding depends on the input size (see the module docstring): VALID at Caffe's 227, else 2.
+    """
+    return {
+        "conv1": ((4, 4), "VALID" if input_size == CAFFE_INPUT_SIZE else PAD2),
+        "conv2": ((1, 1), PAD2),
+        "conv3": ((1, 1), PAD1),
+        "conv4": ((1, 1), PAD1),
+        "conv5": ((1, 1), PAD1),
+    }
+
+
+def pool_geometry(overlapping: bool) -> tuple[int, int]:
+    """``(window, stride)`` of the max pools: Sec. 3.4's overlapping z = 3, s = 2; the ablation s = z = 2."""
+    return (3, 2) if overlapping else (2, 2)
 
 
 def _inits(layer: str) -> dict:
@@ -92,23 +123,25 @@ class AlexNet(nn.Module):
         if self.input_size < MIN_INPUT_SIZE:
             raise ValueError(f"AlexNet.input_size must be at least {MIN_INPUT_SIZE}, got {self.input_size}")
         groups = self.towers
-        pad1 = "VALID" if self.input_size == CAFFE_INPUT_SIZE else ((2, 2), (2, 2))
+        geometry = conv_geometry(self.input_size)
+
+        def conv(name: str, features: int, kernel: int, feature_group_count: int = 1) -> nn.Conv:
+            strides, padding = geometry[name]
+            return nn.Conv(
+                features, (kernel, kernel), strides=strides, padding=padding,
+                feature_group_count=feature_group_count, **_inits(name),
+            )
+
         # Attribute names follow layers.param_name: '<layer>_layer'.
         # conv1: 96 kernels 11x11x3, stride 4 (Sec. 3.5); each GPU's 48 see the whole image, so no grouping.
-        self.conv1_layer = nn.Conv(96, (11, 11), strides=(4, 4), padding=pad1, **_inits("conv1"))
+        self.conv1_layer = conv("conv1", 96, 11)
         # conv2: 256 kernels 5x5x48, connected only to the conv1 maps of the same GPU (Sec. 3.5, Fig. 2).
-        self.conv2_layer = nn.Conv(
-            256, (5, 5), padding=((2, 2), (2, 2)), feature_group_count=groups, **_inits("conv2")
-        )
+        self.conv2_layer = conv("conv2", 256, 5, groups)
         # conv3: 384 kernels 3x3x256, "connected to all kernel maps in the second layer" (Sec. 3.2, 3.5).
-        self.conv3_layer = nn.Conv(384, (3, 3), padding=((1, 1), (1, 1)), **_inits("conv3"))
+        self.conv3_layer = conv("conv3", 384, 3)
         # conv4: 384 kernels 3x3x192 and conv5: 256 kernels 3x3x192, same GPU only (Sec. 3.5).
-        self.conv4_layer = nn.Conv(
-            384, (3, 3), padding=((1, 1), (1, 1)), feature_group_count=groups, **_inits("conv4")
-        )
-        self.conv5_layer = nn.Conv(
-            256, (3, 3), padding=((1, 1), (1, 1)), feature_group_count=groups, **_inits("conv5")
-        )
+        self.conv4_layer = conv("conv4", 384, 3, groups)
+        self.conv5_layer = conv("conv5", 256, 3, groups)
         # fc6, fc7: 4096 neurons each, connected to all neurons of the previous layer (Sec. 3.5); fc8: the classes.
         self.fc6_layer = nn.Dense(4096, **_inits("fc6"))
         self.fc7_layer = nn.Dense(4096, **_inits("fc7"))
@@ -118,8 +151,7 @@ class AlexNet(nn.Module):
         self.dropout = nn.Dropout(self.dropout_rate)
 
     def _pool(self, x: Array) -> Array:
-        # Sec. 3.4: overlapping pooling, z = 3, s = 2; the ablation uses s = z = 2.
-        return max_pool(x, 3, 2) if self.overlapping_pool else max_pool(x, 2, 2)
+        return max_pool(x, *pool_geometry(self.overlapping_pool))
 
     def __call__(self, x: Array, train: bool = False) -> Array:
         if x.ndim != 4 or x.shape[1:3] != (self.input_size, self.input_size):
@@ -127,21 +159,15 @@ class AlexNet(nn.Module):
                 f"AlexNet(input_size={self.input_size}) expects NHWC images of {self.input_size}x{self.input_size}, "
                 f"got shape {x.shape}; set input_size to the image size (227 = Caffe's VALID conv1)"
             )
-        # conv1 -> ReLU -> LRN -> pool (Sec. 3.5: "Response-normalization layers follow the first and second
-        # convolutional layers. Max-pooling layers follow both response-normalization layers").
-        x = nn.relu(self.conv1_layer(x))
-        self.sow("intermediates", "conv1", x)
-        x = self._normalise("norm1", x)
-        x = self._pool(x)
-        self.sow("intermediates", "pool1", x)
-        x = nn.relu(self.conv2_layer(x))
-        self.sow("intermediates", "conv2", x)
-        x = self._normalise("norm2", x)
-        x = self._pool(x)
-        self.sow("intermediates", "pool2", x)
-        # conv3-conv5 "are connected to one another without any intervening pooling or normalization layers".
-        for name, layer in (("conv3", self.conv3_layer), ("conv4", self.conv4_layer), ("conv5", self.conv5_layer)):
-            x = nn.relu(layer(x))
+        # conv1, conv2 -> ReLU -> LRN -> pool; conv3-conv5 -> ReLU (Sec. 3.5, see POOLED_CONVS).
+        for i, name in enumerate(POOLED_CONVS, start=1):
+            x = nn.relu(getattr(self, param_name(name))(x))
+            self.sow("intermediates", name, x)
+            x = self._normalise(f"norm{i}", x)
+            x = self._pool(x)
+            self.sow("intermediates", f"pool{i}", x)
+        for name in PLAIN_CONVS:
+            x = nn.relu(getattr(self, param_name(name))(x))
             self.sow("intermediates", name, x)
         # Max-pooling also follows the fifth convolutional layer (Sec. 3.5).
         x = self._pool(x)
@@ -156,6 +182,21 @@ class AlexNet(nn.Module):
         x = self.norm(x)
         self.sow("intermediates", name, x)
         return x
+
+    @nn.nowrap  # a description of the architecture: callable on an unbound module
+    def deconv_stages(self) -> list[Stage]:
+        """The DeconvNet stages up to conv5 (pool5 and the FC layers are not projected), as ``__call__`` runs."""
+        geometry = conv_geometry(self.input_size)
+        window, stride = pool_geometry(self.overlapping_pool)
+        stages: list[Stage] = []
+        for i, name in enumerate(POOLED_CONVS, start=1):
+            stages += [Conv(name, *geometry[name]), ReLU(name)]
+            if self.lrn:
+                stages.append(Norm(f"norm{i}"))
+            stages.append(MaxPool(window, stride, sown=f"pool{i}"))
+        for name in PLAIN_CONVS:
+            stages += [Conv(name, *geometry[name]), ReLU(name)]
+        return stages
 
 
 # The tower-split ablation (Sec. 3.2): one stream, no grouped convolutions, LRN across all maps.

@@ -14,6 +14,8 @@ makes it redundant).
 
 Intermediates sown (collection ``'intermediates'``): ``conv1``, ``bn1`` (if any), ``relu1``, ``pool1``,
 ``fc`` (the logits). Parameter submodules: ``conv1_layer``, ``bn1_layer``, ``fc_layer``.
+
+``deconv_stages()`` describes CONV -> RELU -> POOL to the DeconvNet from the same geometry constants.
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ import functools
 import flax.linen as nn
 import jax
 
+from convnets.models.deconv_stages import Conv, MaxPool, ReLU, Stage
 from convnets.models.layers import param_name
 from convnets.models.registry import register
 
 Array = jax.Array
+
+# Shared by __call__ and deconv_stages (section 0): a size-preserving convolution, then a 2x2 max pool, stride 2.
+CONV_STRIDES = (1, 1)
+CONV_PADDING = "SAME"
+POOL_WINDOW = 2
+POOL_STRIDE = 2
 
 
 @register("convnet")
@@ -44,7 +53,7 @@ class ConvNet(nn.Module):
         k = self.kernel_size
         # CONV: size-preserving ('SAME', stride 1), 12 filters [32x32x12] (section 0).
         x = nn.Conv(
-            self.num_filters, (k, k), strides=(1, 1), padding="SAME", use_bias=not self.batch_norm,
+            self.num_filters, (k, k), strides=CONV_STRIDES, padding=CONV_PADDING, use_bias=not self.batch_norm,
             name=param_name("conv1"),
         )(x)
         self.sow("intermediates", "conv1", x)
@@ -59,13 +68,25 @@ class ConvNet(nn.Module):
         x = nn.relu(x)
         self.sow("intermediates", "relu1", x)
         # POOL: 2x2 max, stride 2, halves the size [16x16x12] (section 0).
-        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+        x = nn.max_pool(x, (POOL_WINDOW,) * 2, strides=(POOL_STRIDE,) * 2, padding="VALID")
         self.sow("intermediates", "pool1", x)
         # FC: every pooled activation to each class score [1x1x10] (section 0).
         x = x.reshape((x.shape[0], -1))
         x = nn.Dense(self.num_classes, name=param_name("fc"))(x)
         self.sow("intermediates", "fc", x)
         return x
+
+    @nn.nowrap  # a description of the architecture: callable on an unbound module
+    def deconv_stages(self) -> list[Stage]:
+        """The DeconvNet stages up to conv1: CONV -> RELU -> POOL (``NotImplementedError`` with BatchNorm)."""
+        if self.batch_norm:
+            # The ZF DeconvNet (Zeiler and Fergus 2013, Sec. 2.1) has no step for BatchNorm: refuse, don't guess.
+            raise NotImplementedError("DeconvNet: ConvNet with batch_norm=True (convnet_bn) is not supported")
+        return [
+            Conv("conv1", CONV_STRIDES, CONV_PADDING, sown="conv1"),
+            ReLU("relu1"),
+            MaxPool(POOL_WINDOW, POOL_STRIDE, sown="pool1"),
+        ]
 
 
 # Variant for the device-equivalence tests: CONV -> BN -> RELU -> POOL -> FC.

@@ -31,6 +31,9 @@ for C5), flattened before F6.
 Intermediates sown (after the squashing function, collection ``'intermediates'``): ``C1`` (N,28,28,6),
 ``S2`` (N,14,14,6), ``C3`` (N,10,10,16), ``S4`` (N,5,5,16), ``C5`` (N,1,1,120), ``F6`` (N,84), ``output``
 (the logits). Parameter submodules: ``C1_layer`` ... ``F6_layer``, ``output_layer`` (softmax only).
+
+``deconv_stages()`` describes C1-C5 to the DeconvNet from the tables ``setup`` and ``__call__`` use
+(``FEATURE_LAYERS``, ``SUBSAMPLE_WINDOW``, the C3 connection table).
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from convnets.models.deconv_stages import Conv, Squash, Stage, Subsample, Table
 from convnets.models.layers import (
     ConnectionTableConv,
     TrainableSubsampling,
     fan_in_uniform,
+    param_name,
     scaled_tanh,
 )
 from convnets.models.registry import register
@@ -55,6 +60,11 @@ Array = jax.Array
 OUTPUTS = ("softmax", "rbf")
 F6_UNITS = 84  # Sec. II.B: 84 units, because the RBF centres are 7x12 bitmaps.
 MIN_INPUT_SIZE = 32
+# Sec. II.B: "convolutional layers are labeled Cx, subsampling layers are labeled Sx"; each is followed by the
+# squashing function. The feature-map layers in order, before the fully connected F6.
+FEATURE_LAYERS = ("C1", "S2", "C3", "S4", "C5")
+CONV_PADDING = "VALID"  # Sec. II.B: no padding, e.g. C1's 5x5 fields on 32x32 give 28x28 maps
+SUBSAMPLE_WINDOW = 2  # Sec. II.B: "2x2 neighborhood", non-overlapping
 
 
 def _build_c3_table() -> np.ndarray:
@@ -73,6 +83,10 @@ def _build_c3_table() -> np.ndarray:
 
 # C3_TABLE[i, j] is True when C3 feature map j takes input from S2 feature map i (60 connections).
 C3_TABLE: np.ndarray = _build_c3_table()
+
+
+def _is_conv(layer: str) -> bool:
+    return layer.startswith("C")
 
 
 def rbf_centres(num_classes: int, dim: int = F6_UNITS, seed: int = 0) -> Array:
@@ -100,19 +114,19 @@ class LeNet5(nn.Module):
         init = fan_in_uniform()  # Appendix C: uniform in [-2.4/F_i, 2.4/F_i]; biases zero (flax default).
         # Attribute names follow layers.param_name: '<layer>_layer'.
         # C1: 6 feature maps, 5x5 receptive fields, no padding -> 28x28 (Sec. II.B).
-        self.C1_layer = nn.Conv(6, (5, 5), padding="VALID", kernel_init=init)
+        self.C1_layer = nn.Conv(6, (5, 5), padding=CONV_PADDING, kernel_init=init)
         # S2: 6 maps, 2x2 non-overlapping sums, trainable coefficient and bias -> 14x14 (Sec. II.B).
-        self.S2_layer = TrainableSubsampling()
+        self.S2_layer = TrainableSubsampling(window=SUBSAMPLE_WINDOW)
         # C3: 16 maps, 5x5, each connected to the subset of S2 maps in Table I -> 10x10 (Sec. II.B).
-        if self.c3_table:
-            table = tuple(tuple(bool(v) for v in row) for row in C3_TABLE)
+        table = self._c3_connections()
+        if table is not None:  # ConnectionTableConv is always VALID, stride 1
             self.C3_layer = ConnectionTableConv(table=table, kernel_size=(5, 5))
         else:
-            self.C3_layer = nn.Conv(16, (5, 5), padding="VALID", kernel_init=init)
+            self.C3_layer = nn.Conv(16, (5, 5), padding=CONV_PADDING, kernel_init=init)
         # S4: 16 maps, like S2 -> 5x5 (Sec. II.B).
-        self.S4_layer = TrainableSubsampling()
+        self.S4_layer = TrainableSubsampling(window=SUBSAMPLE_WINDOW)
         # C5: 120 maps, 5x5 over all 16 S4 maps -> 1x1: a conv layer acting as fully connected (Sec. II.B).
-        self.C5_layer = nn.Conv(120, (5, 5), padding="VALID", kernel_init=init)
+        self.C5_layer = nn.Conv(120, (5, 5), padding=CONV_PADDING, kernel_init=init)
         # F6: 84 units fully connected to C5 (Sec. II.B).
         self.F6_layer = nn.Dense(F6_UNITS, kernel_init=init)
         if self.output == "softmax":
@@ -126,16 +140,9 @@ class LeNet5(nn.Module):
                 f"LeNet-5 expects NHWC input of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} (the paper pads "
                 f"28x28 MNIST to 32x32), got shape {x.shape}"
             )
-        x = scaled_tanh(self.C1_layer(x))
-        self.sow("intermediates", "C1", x)
-        x = scaled_tanh(self.S2_layer(x))
-        self.sow("intermediates", "S2", x)
-        x = scaled_tanh(self.C3_layer(x))
-        self.sow("intermediates", "C3", x)
-        x = scaled_tanh(self.S4_layer(x))
-        self.sow("intermediates", "S4", x)
-        x = scaled_tanh(self.C5_layer(x))
-        self.sow("intermediates", "C5", x)
+        for name in FEATURE_LAYERS:  # C1, S2, C3, S4, C5, each followed by the squashing function
+            x = scaled_tanh(getattr(self, param_name(name))(x))
+            self.sow("intermediates", name, x)
         x = scaled_tanh(self.F6_layer(x.reshape((x.shape[0], -1))))
         self.sow("intermediates", "F6", x)
         if self.output == "softmax":
@@ -146,6 +153,27 @@ class LeNet5(nn.Module):
             logits = -jnp.sum(jnp.square(x[:, None, :] - centres[None, :, :]), axis=-1)
         self.sow("intermediates", "output", logits)
         return logits
+
+    @nn.nowrap
+    def _c3_connections(self) -> Table | None:
+        """C3's connection table (Table I) as nested bools, or None for a full convolution."""
+        return tuple(tuple(bool(v) for v in row) for row in C3_TABLE) if self.c3_table else None
+
+    @nn.nowrap  # a description of the architecture: callable on an unbound module
+    def deconv_stages(self) -> list[Stage]:
+        """The DeconvNet stages C1 ... C5, each followed by its squashing function (F6 is not projected).
+
+        The activations are sown after the squashing function, so every stage's output is read from ``Squash``.
+        """
+        stages: list[Stage] = []
+        for name in FEATURE_LAYERS:
+            if _is_conv(name):
+                table = self._c3_connections() if name == "C3" else None
+                stages.append(Conv(name, padding=CONV_PADDING, table=table))
+            else:
+                stages.append(Subsample(name, window=SUBSAMPLE_WINDOW))
+            stages.append(Squash(name))
+        return stages
 
 
 # The paper's output layer: fixed Euclidean RBF units (60,000 trainable parameters in all).

@@ -49,6 +49,9 @@ Intermediates sown (collection ``'intermediates'``; conv outputs after their ReL
 layer i), ``norm1`` (A-LRN only), ``pool1`` ... ``pool5``, ``fc6``, ``fc7`` (after ReLU, before dropout; maps in
 dense mode), ``score_map`` (dense mode only: fc8's map (N, h, w, num_classes)) and ``fc8`` (the logits).
 Parameter submodules: ``conv{s}_{i}_layer``, ``fc6_layer``, ``fc7_layer``, ``fc8_layer``.
+
+``deconv_stages()`` describes the conv layers to the DeconvNet from the helpers ``__call__`` uses
+(``CONFIGS``, ``CONV_STRIDES``, ``conv_padding``, ``lrn_follows``, ``POOL_WINDOW``, ``POOL_STRIDE``).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from convnets.models.deconv_stages import Conv, MaxPool, Norm, ReLU, Stage
 from convnets.models.layers import FullyConnected, LocalResponseNorm, max_pool, param_name
 from convnets.models.registry import register
 
@@ -77,8 +81,33 @@ LRN_CONFIGS = frozenset({"A-LRN"})
 STAGE_WIDTHS = (64, 128, 256, 512, 512)  # Sec. 2.2: "starting from 64 in the first layer and then increasing
 # by a factor of 2 after each max-pooling layer, until it reaches 512"
 FC_FEATURES = 4096
+CONV_STRIDES = (1, 1)  # Sec. 2.1: "The convolution stride is fixed to 1 pixel"
+# Sec. 2.1: "Max-pooling is performed over a 2 x 2 pixel window, with stride 2."
+POOL_WINDOW = 2
+POOL_STRIDE = 2
 DOWNSAMPLING = 32  # five 2x2/2 pools
 INITS = ("paper", "paper_literal", "glorot")
+
+
+def conv_name(stage: int, index: int) -> str:
+    """Name of conv layer ``index`` of ``stage`` (both from 1), e.g. 'conv3_2'."""
+    return f"conv{stage}_{index}"
+
+
+def conv_padding(kernel: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Sec. 2.1: stride 1, padding 1 for 3x3 (size preserved); the 1x1 convs of C need none."""
+    pad = (kernel - 1) // 2
+    return ((pad, pad), (pad, pad))
+
+
+def lrn_follows(config: str, stage: int, index: int) -> bool:
+    """Table 1, A-LRN: LRN after the first conv layer only."""
+    return stage == 1 and index == 1 and config in LRN_CONFIGS
+
+
+def _check_config(config: str) -> None:
+    if config not in CONFIGS:
+        raise ValueError(f"Unknown VGG config {config!r}; valid: {', '.join(CONFIGS)}")
 
 
 def _initializers(scheme: str) -> dict:
@@ -108,8 +137,7 @@ class VGG(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
-        if self.config not in CONFIGS:
-            raise ValueError(f"Unknown VGG config {self.config!r}; valid: {', '.join(CONFIGS)}")
+        _check_config(self.config)
         if self.input_size < DOWNSAMPLING or self.input_size % DOWNSAMPLING:
             raise ValueError(f"VGG.input_size must be a positive multiple of {DOWNSAMPLING}, got {self.input_size}")
         if len(self.stage_widths) != len(CONFIGS[self.config]):
@@ -129,18 +157,17 @@ class VGG(nn.Module):
 
         for s, (kernels, width) in enumerate(zip(CONFIGS[self.config], self.stage_widths, strict=True), start=1):
             for i, k in enumerate(kernels, start=1):
-                name = f"conv{s}_{i}"
-                # Sec. 2.1: stride 1; padding 1 for 3x3 (size preserved); the 1x1 convs of C need none.
-                pad = (k - 1) // 2
-                conv = nn.Conv(width, (k, k), padding=((pad, pad), (pad, pad)), name=param_name(name), **inits)
+                name = conv_name(s, i)
+                conv = nn.Conv(
+                    width, (k, k), strides=CONV_STRIDES, padding=conv_padding(k), name=param_name(name), **inits
+                )
                 x = nn.relu(conv(x))
                 self.sow("intermediates", name, x)
-                if s == 1 and i == 1 and self.config in LRN_CONFIGS:
+                if lrn_follows(self.config, s, i):
                     # Table 1, A-LRN: LRN after the first conv layer, with AlexNet's parameters (Sec. 2.1).
                     x = LocalResponseNorm(k=2.0, n=5, alpha=1e-4, beta=0.75)(x)
                     self.sow("intermediates", "norm1", x)
-            # Sec. 2.1: "Max-pooling is performed over a 2 x 2 pixel window, with stride 2."
-            x = max_pool(x, 2, 2)
+            x = max_pool(x, POOL_WINDOW, POOL_STRIDE)
             self.sow("intermediates", f"pool{s}", x)
 
         fc6 = FullyConnected(self.fc_features, name=param_name("fc6"), **inits)
@@ -166,6 +193,20 @@ class VGG(nn.Module):
             x = jnp.mean(x, axis=(1, 2))
         self.sow("intermediates", "fc8", x)
         return x
+
+    @nn.nowrap  # a description of the architecture: callable on an unbound module
+    def deconv_stages(self) -> list[Stage]:
+        """The DeconvNet stages up to the last conv layer (pool5 and the FC layers are not projected)."""
+        _check_config(self.config)
+        stages: list[Stage] = []
+        for s, kernels in enumerate(CONFIGS[self.config], start=1):
+            for i, k in enumerate(kernels, start=1):
+                name = conv_name(s, i)
+                stages += [Conv(name, CONV_STRIDES, conv_padding(k)), ReLU(name)]
+                if lrn_follows(self.config, s, i):
+                    stages.append(Norm("norm1"))
+            stages.append(MaxPool(POOL_WINDOW, POOL_STRIDE, sown=f"pool{s}"))
+        return stages[:-1]  # nothing above the last conv layer is projected: drop pool5
 
 
 # Table 1's columns under their common names (torchvision's vgg11/13/16/19; C has no common name).

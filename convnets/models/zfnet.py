@@ -37,6 +37,9 @@ Intermediates sown (collection ``'intermediates'``; conv outputs after their ReL
 ``pool1`` (N,55,55,96), ``norm1``, ``conv2`` (N,26,26,256), ``pool2`` (N,13,13,256), ``norm2``, ``conv3``,
 ``conv4``, ``conv5`` (N,13,13,*), ``pool5`` (N,6,6,256), ``fc6``, ``fc7`` (after ReLU, before dropout), ``fc8``
 (the logits). Parameter submodules: ``conv1_layer`` ... ``fc8_layer``.
+
+``deconv_stages()`` describes conv1-conv5 to the DeconvNet from the tables ``setup`` and ``__call__`` use
+(``CONV_GEOMETRY``, ``POOL_*``, ``POOLED_CONVS``, ``PLAIN_CONVS``).
 """
 
 from __future__ import annotations
@@ -44,13 +47,32 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from convnets.models.layers import LocalResponseNorm, dropout_fc_head, max_pool
+from convnets.models.deconv_stages import Conv, MaxPool, Norm, Padding, ReLU, Stage
+from convnets.models.layers import LocalResponseNorm, dropout_fc_head, max_pool, param_name
 from convnets.models.registry import register
 
 Array = jax.Array
 
 MIN_INPUT_SIZE = 23  # smallest image giving a non-empty map at every layer
 WEIGHT_STD = 0.01  # Sec. 3: "All weights are initialized to 10^-2 and biases are set to 0."
+
+# Fig. 3: layers 1 and 2 are conv -> ReLU -> max pool -> contrast normalisation; layers 3-5 conv -> ReLU.
+POOLED_CONVS = ("conv1", "conv2")
+PLAIN_CONVS = ("conv3", "conv4", "conv5")
+PAD1 = ((1, 1), (1, 1))
+# (strides, padding) of each conv layer. Sec. 4.1: conv1 stride 2 "rather than 4"; Fig. 3: conv2 stride 2. The
+# paddings reproduce Fig. 3's map sizes (see the module docstring).
+CONV_GEOMETRY: dict[str, tuple[tuple[int, int], Padding]] = {
+    "conv1": ((2, 2), PAD1),
+    "conv2": ((2, 2), "VALID"),
+    "conv3": ((1, 1), PAD1),
+    "conv4": ((1, 1), PAD1),
+    "conv5": ((1, 1), PAD1),
+}
+# Fig. 3: 3x3 max pooling, stride 2, rounded up as Caffe does (ceil_mode).
+POOL_WINDOW = 3
+POOL_STRIDE = 2
+POOL_CEIL_MODE = True
 
 
 @register("zfnet")
@@ -68,17 +90,21 @@ class ZFNet(nn.Module):
 
     def setup(self) -> None:
         inits = {"kernel_init": nn.initializers.normal(stddev=WEIGHT_STD), "bias_init": nn.initializers.zeros_init()}
-        pad1 = ((1, 1), (1, 1))
+
+        def conv(name: str, features: int, kernel: int) -> nn.Conv:
+            strides, padding = CONV_GEOMETRY[name]
+            return nn.Conv(features, (kernel, kernel), strides=strides, padding=padding, **inits)
+
         # Attribute names follow layers.param_name: '<layer>_layer'. Sizes are Fig. 3's.
         # Layer 1: 96 filters 7x7, stride 2 (Sec. 4.1: "reduced the 1st layer filter size from 11x11 to 7x7 and
         # made the stride of the convolution 2, rather than 4").
-        self.conv1_layer = nn.Conv(96, (7, 7), strides=(2, 2), padding=pad1, **inits)
+        self.conv1_layer = conv("conv1", 96, 7)
         # Layer 2: 256 filters 5x5, stride 2 (Fig. 3), dense over all 96 maps.
-        self.conv2_layer = nn.Conv(256, (5, 5), strides=(2, 2), padding="VALID", **inits)
+        self.conv2_layer = conv("conv2", 256, 5)
         # Layers 3-5: 384, 384, 256 filters 3x3, dense connections (Sec. 3).
-        self.conv3_layer = nn.Conv(384, (3, 3), padding=pad1, **inits)
-        self.conv4_layer = nn.Conv(384, (3, 3), padding=pad1, **inits)
-        self.conv5_layer = nn.Conv(256, (3, 3), padding=pad1, **inits)
+        self.conv3_layer = conv("conv3", 384, 3)
+        self.conv4_layer = conv("conv4", 384, 3)
+        self.conv5_layer = conv("conv5", 256, 3)
         # Layers 6, 7: 4096 units; output: a C-way softmax (Fig. 3).
         self.fc6_layer = nn.Dense(4096, **inits)
         self.fc7_layer = nn.Dense(4096, **inits)
@@ -93,20 +119,36 @@ class ZFNet(nn.Module):
                 f"got shape {x.shape}"
             )
         # Fig. 3, layers 1 and 2: conv -> ReLU -> 3x3 max pool stride 2 -> contrast normalisation across maps.
-        for i, layer in ((1, self.conv1_layer), (2, self.conv2_layer)):
-            x = nn.relu(layer(x))
-            self.sow("intermediates", f"conv{i}", x)
-            x = max_pool(x, 3, 2, ceil_mode=True)
+        for i, name in enumerate(POOLED_CONVS, start=1):
+            x = nn.relu(getattr(self, param_name(name))(x))
+            self.sow("intermediates", name, x)
+            x = max_pool(x, POOL_WINDOW, POOL_STRIDE, ceil_mode=POOL_CEIL_MODE)
             self.sow("intermediates", f"pool{i}", x)
             if self.contrast_norm:
                 x = self.norm(x)
                 self.sow("intermediates", f"norm{i}", x)
-        for name, layer in (("conv3", self.conv3_layer), ("conv4", self.conv4_layer), ("conv5", self.conv5_layer)):
-            x = nn.relu(layer(x))
+        for name in PLAIN_CONVS:
+            x = nn.relu(getattr(self, param_name(name))(x))
             self.sow("intermediates", name, x)
         # Fig. 3, layer 5: 3x3 max pool stride 2 -> 6x6x256.
-        x = max_pool(x, 3, 2, ceil_mode=True)
+        x = max_pool(x, POOL_WINDOW, POOL_STRIDE, ceil_mode=POOL_CEIL_MODE)
         self.sow("intermediates", "pool5", x)
         x = x.reshape((x.shape[0], -1))
         # Sec. 3: "Dropout is used in the fully connected layers (6 and 7) with a rate of 0.5."
         return dropout_fc_head(self, x, train)
+
+    @nn.nowrap  # a description of the architecture: callable on an unbound module
+    def deconv_stages(self) -> list[Stage]:
+        """The DeconvNet stages up to conv5 (pool5 and the FC layers are not projected), as ``__call__`` runs."""
+        stages: list[Stage] = []
+        for i, name in enumerate(POOLED_CONVS, start=1):
+            stages += [
+                Conv(name, *CONV_GEOMETRY[name]),
+                ReLU(name),
+                MaxPool(POOL_WINDOW, POOL_STRIDE, ceil_mode=POOL_CEIL_MODE, sown=f"pool{i}"),
+            ]
+            if self.contrast_norm:
+                stages.append(Norm(f"norm{i}"))
+        for name in PLAIN_CONVS:
+            stages += [Conv(name, *CONV_GEOMETRY[name]), ReLU(name)]
+        return stages

@@ -1,8 +1,9 @@
 """DeconvNet (Zeiler and Fergus 2013, Sec. 2.1): project one feature map of a conv layer back to pixel space.
 
-One generic implementation for every model that :mod:`convnets.visualize.stages` describes as a list of
-Conv / ReLU / MaxPool / Norm / Subsample / Squash stages (convnet, AlexNet with one or two towers, ZF Net, VGG A-E,
-LeNet-5).
+One generic implementation for every model that declares its stages (``deconv_stages()``, next to its
+``__call__``; read through :func:`convnets.visualize.stages.describe`) as a list of Conv / ReLU / MaxPool / Norm /
+Subsample / Squash stages (:mod:`convnets.models.deconv_stages`): convnet, AlexNet with one or two towers, ZF Net,
+VGG A-E, LeNet-5.
 
 Forward: the model's own ``apply`` with ``mutable=['intermediates']``; the activations are read from the sown
 intermediates, and every max pool's switches are recomputed from its sown input by :func:`max_pool_with_switches`.
@@ -41,8 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from convnets.models.deconv_stages import Conv, MaxPool, Norm, ReLU, Squash, Stage, Subsample
 from convnets.models.layers import param_name, table_kernel
-from convnets.visualize.stages import Conv, MaxPool, Norm, ReLU, Squash, Stage, Subsample, describe
+from convnets.visualize.stages import describe
 
 Array = jax.Array
 MODES = ("all", "max")
@@ -195,7 +197,7 @@ def project(
     """DeconvNet projection of feature map ``feature`` of conv layer ``layer`` back to pixels, ``[N, H, W, C]``.
 
     ``mode='all'`` keeps every position of that map, ``mode='max'`` only its strongest one (per image), the
-    paper's top-activation view. ``stages`` overrides the model's description (:func:`stages.describe`).
+    paper's top-activation view. ``stages`` overrides the model's own (``model.deconv_stages()``).
     The model runs in inference mode (``train=False``).
     """
     stages = list(describe(model) if stages is None else stages)
@@ -262,10 +264,11 @@ def project(
 
 def top_activation(model: nn.Module, variables: dict, images: Array, layer: str) -> np.ndarray:
     """Per image and feature map of ``layer``, its strongest activation ``[N, C]`` (for top-9 searches)."""
-    index = _activation_index(describe(model))
+    stages = describe(model)
+    index = _activation_index(stages)
     if layer not in index:
         raise ValueError(f"DeconvNet: unknown layer {layer!r} for {type(model).__name__}; valid: {list(index)}")
-    stage = describe(model)[index[layer]]
+    stage = stages[index[layer]]
     _, state = model.apply(variables, jnp.asarray(images), train=False, mutable=["intermediates"])
     act = _sown(state["intermediates"], stage.sown)
     return np.asarray(jnp.max(act, axis=(1, 2)))
