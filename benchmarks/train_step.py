@@ -16,7 +16,8 @@ from ml_collections import config_flags
 
 from convnets import parallel
 from convnets.data import pipeline
-from convnets.train import classification, loop, optim
+from convnets.tasks import base, classification
+from convnets.train import optim
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
@@ -36,7 +37,7 @@ def main(argv):
     else:
         first = next(pipeline.train_batches(config.data, global_batch_size=config.batch_size, seed=0))
         shape = first['image'].shape[1:]
-    model = loop.build_model(config)
+    model = base.build_model(config.model)
     schedule = optim.make_schedule(config.optimizer, steps_per_epoch=1000, total_steps=10**6)
     tx = optim.make_optimizer(config.optimizer, schedule)
     state = jax.jit(lambda: classification.init_state(model, tx, 0, shape, ema=config.ema_decay > 0),
@@ -59,14 +60,14 @@ def main(argv):
         state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     dt = time.perf_counter() - t
-    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.net.params))
     name = config_flags.get_config_filename(FLAGS['config'])
     print(f'experiment: {name}  model: {config.model.name}  params: {n_params}')
     print(f'devices: {mesh.devices.size} x {jax.devices()[0].platform}  parallel: {config.parallel}')
     print(f'global batch: {config.batch_size}  image: {"x".join(map(str, shape))}')
     print(f'compile + first step (s): {compile_s:.2f}')
     print(f'step time (ms): {1000 * dt / FLAGS.steps:.2f}')
-    print(f'train images/s: {FLAGS.steps * config.batch_size / dt:.1f}')
+    print(f'train examples/s: {FLAGS.steps * config.batch_size / dt:.1f}')
 
 
 if __name__ == '__main__':

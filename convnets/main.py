@@ -63,7 +63,9 @@ def main(argv: list[str]) -> None:
         # (seen with several processes), and the scheduler's grace period is short.
         logging.flush()
         os._exit(0)
-    print(json.dumps({'step': results['step'], 'eval': results['eval']}), flush=True)
+    # One line for scripts: the step and the numbers of every final evaluation (config.evals, by results_key).
+    keys = [ev.results_key for ev in config.evals.values() if ev.at_end and ev.results_key in results]
+    print(json.dumps({'step': results['step'], **{k: results[k] for k in keys}}), flush=True)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ decoding (tf.data on the host CPUs) is usually the limit. Tiny CPU smoke run (an
 imagenette, see experiments/imagenet.py): --config.batch_size=8 --config.num_train_steps=2 --config.eval_batch_size=8
 """
 
-from experiments import imagenet
+from experiments import default, imagenet
 
 EVAL_CROPS = f'decode(3)|resize((256, 256))|{imagenet.subtract_mean()}'
 
@@ -31,13 +31,14 @@ def get_config():
     c.data.train_preprocess = ('decode(3)|resize((256, 256))|random_crop(224)|flip_lr|pca_lighting(0.1)|'
                                + imagenet.subtract_mean())
     c.data.eval_preprocess = EVAL_CROPS + '|center_crop(224)'  # Periodic evaluation: the centre crop.
-    c.evaluation.views = (EVAL_CROPS + '|ten_crop(224)',)  # Sec. 4.1: ten patches, softmax averaged.
+    # Sec. 4.1: ten patches, softmax averaged.
+    default.add_test_protocol(c, (EVAL_CROPS + '|ten_crop(224)',), crops=True)
     c.batch_size = 128
     c.num_epochs = 90.0
     c.optimizer.learning_rate = 0.01
     c.optimizer.velocity = 'lr_inside'  # Sec. 5: the paper's update, weight decay inside the velocity.
     c.optimizer.schedule = 'plateau'  # Sec. 5: /10 when the validation error stopped improving (3 times).
     c.optimizer.plateau_patience = 3  # Evaluations (epochs) without improvement: our choice, the paper gives none.
-    c.eval_every_steps = 10_009  # One epoch of 1,281,167 images at batch 128.
-    c.checkpoint_every_steps = 10_009
+    c.evals.val.every = '1 epoch'
+    c.checkpoint_every = '1 epoch'
     return c

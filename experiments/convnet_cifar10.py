@@ -7,7 +7,7 @@ Expected: about 60-65% top-1 (one conv layer of 12 filters is a weak model; that
 
 Run (CIFAR-10 downloads through TFDS on first use):
   python -m convnets.main --config=experiments/convnet_cifar10.py --workdir=/tmp/convnet_cifar10
-About 10 minutes on a 2-core CPU. Tiny CPU smoke run: add --config.num_train_steps=20 --config.eval_every_steps=20.
+About 10 minutes on a 2-core CPU. Tiny CPU smoke run: add --config.num_train_steps=20 --config.evals.val.every=20.
 """
 
 from experiments import default
@@ -31,7 +31,7 @@ def get_config():
     c.optimizer.weight_decay = 5e-4
     c.optimizer.schedule = 'step'
     c.optimizer.boundaries = (20.0, 25.0)
-    c.log_every_steps = 100
-    c.eval_every_steps = 390
-    c.checkpoint_every_steps = 390
+    c.log_every = '100 steps'
+    c.evals.val.every = '1 epoch'
+    c.checkpoint_every = '1 epoch'
     return c

@@ -6,14 +6,17 @@ misspelt field is an error rather than a silently ignored setting.
 
 Schema
   seed                     PRNG seed for initialisation, dropout and data order/augmentation.
+  task                     'classification' (convnets.tasks), or an importable module path defining TASK.
   model.name               a name from `convnets.models.list_models()`; every other `model.*` field is passed
                            to the model's constructor.
-  data.*                   TFDS dataset, splits, preprocessing op strings (see `convnets.data.ops`).
+  data.*                   TFDS dataset, splits, preprocessing op strings (see `convnets.data.ops`), batch keys.
   batch_size               GLOBAL batch size (all devices of all processes together).
   num_train_steps          > 0 to fix the step count; otherwise derived from `num_epochs`.
   optimizer.*              SGD with momentum, weight decay and a learning-rate schedule (`convnets.train.optim`).
-  log_every_steps, eval_every_steps, checkpoint_every_steps, keep_checkpoints
-  evaluation.*             the final test protocol: views (multi-scale / flips), model overrides (dense).
+  log_every, checkpoint_every   intervals: '2 epochs', '0.5 epoch', '500 steps', '500' (steps), '' (never).
+  keep_checkpoints         how many of the newest checkpoints to keep.
+  evals.<name>.*           evaluations: type, split, cadence (every, at_end), results_key, and the type's own
+                           fields (classification: views, batch_keys, model_overrides; see `classification_eval`).
   parallel                 'shard_map' (main path: jax.jit(jax.shard_map(...))) or 'pmap'.
 """
 
@@ -24,6 +27,8 @@ def get_config() -> config_dict.ConfigDict:
     """Returns the defaults; experiments override fields of this."""
     c = config_dict.ConfigDict()
     c.seed = 0
+    # The task (convnets.tasks): what the networks, the train step and the evaluators are.
+    c.task = 'classification'
 
     c.model = config_dict.ConfigDict()
     c.model.name = 'lenet5'
@@ -42,6 +47,8 @@ def get_config() -> config_dict.ConfigDict:
     # 'global_order': batches are identical for any number of processes; 'tfds_split': less I/O per process.
     c.data.process_split = 'global_order'
     c.data.prefetch = 2
+    # The features a batch holds after preprocessing (eval batches add 'mask'); each must have a static shape.
+    c.data.batch_keys = ('image', 'label')
 
     c.batch_size = 128
     c.eval_batch_size = 0  # 0: same as batch_size.
@@ -62,8 +69,9 @@ def get_config() -> config_dict.ConfigDict:
     c.optimizer.warmup_steps = 0
     c.optimizer.warmup_kind = 'linear'  # or 'constant': warmup_factor x the rate during the warm-up steps.
     c.optimizer.warmup_factor = 0.1
-    # 'plateau': multiply the rate by decay_factor after plateau_patience evaluations (every eval_every_steps)
-    # whose top-1 error did not improve by more than plateau_rtol (relative).
+    # 'plateau': multiply the rate by decay_factor after plateau_patience evaluations of plateau_metric
+    # ('<evaluator>/<metric>', lower is better) that did not improve on the best by more than plateau_rtol (relative).
+    c.optimizer.plateau_metric = 'val/top1_error'
     c.optimizer.plateau_patience = 1
     c.optimizer.plateau_rtol = 1e-4
     c.optimizer.plateau_cooldown = 0
@@ -75,18 +83,16 @@ def get_config() -> config_dict.ConfigDict:
     # > 0: Polyak averaging — evaluate (and checkpoint) an exponential moving average of the parameters.
     c.ema_decay = 0.0
 
-    # The paper's test protocol, run at the end of training and by --mode=eval (periodic evaluations during
-    # training use data.eval_preprocess alone): one eval preprocessing spec per view, softmax averaged over views
-    # (and over crops within a view, e.g. ten_crop); model fields changed for it (e.g. VGG's dense=True).
-    c.evaluation = config_dict.ConfigDict()
-    c.evaluation.views = ()
-    c.evaluation.model_overrides = config_dict.ConfigDict()
+    # Evaluations: named entries, each with its type (one of the task's evaluators), split, cadence and the key of
+    # results.json its numbers go to. 'val' is the periodic evaluation; experiments add a final test protocol.
+    c.evals = config_dict.ConfigDict()
+    c.evals.val = classification_eval(every='1000 steps', results_key='eval')
 
-    c.log_every_steps = 100
-    c.eval_every_steps = 1000  # Also evaluated at the end of training.
-    c.checkpoint_every_steps = 1000  # Also saved at the end and on SIGTERM.
+    # Cadences are intervals: '2 epochs', '0.5 epoch', '500 steps' or '500' (steps); '' never.
+    c.log_every = '100 steps'
+    c.checkpoint_every = '1000 steps'  # Also saved at the end and on SIGTERM.
     c.keep_checkpoints = 3
-    c.parallel = 'shard_map'
+    c.parallel = 'shard_map'  # Train step path; evaluations always run under shard_map.
     # --mode=visualize (convnets.visualize.report): pictures drawn from the latest checkpoint.
     c.visualize = config_dict.ConfigDict()
     c.visualize.split = ''  # '' -> data.eval_split.
@@ -100,3 +106,38 @@ def get_config() -> config_dict.ConfigDict:
     c.visualize.occlusion_layer = ''  # '' -> the last sown NHWC layer.
     c.visualize.occlusion_fill = config_dict.placeholder(float)  # None -> the image mean.
     return c
+
+
+def classification_eval(*, every: str = '', at_end: bool = True, results_key: str, split: str = '',
+                        views: tuple[str, ...] = (), batch_keys: tuple[str, ...] = (), net: str = 'model'
+                        ) -> config_dict.ConfigDict:
+    """A 'classification' evaluator entry (convnets.evaluate.classification): top-1/top-5, loss, top1_error.
+
+    every        interval of periodic runs ('' : only at the end); at_end: also run once training ends.
+    results_key  where results.json (and TensorBoard: '<results_key>/<metric>') puts its numbers.
+    split        '' : data.eval_split.
+    views        one eval preprocessing spec per view, posteriors averaged; () : (data.eval_preprocess,).
+    batch_keys   batch keys of the views; () : data.batch_keys. Multi-crop views (ten_crop, ...) write 'crops': use
+                 ('crops', 'label').
+    net          the network evaluated; model_overrides: its fields changed for this evaluation (VGG dense=True).
+    """
+    ev = config_dict.ConfigDict()
+    ev.type = 'classification'
+    ev.every = every
+    ev.at_end = at_end
+    ev.results_key = results_key
+    ev.split = split
+    ev.views = tuple(views)
+    ev.batch_keys = tuple(batch_keys)
+    ev.net = net
+    ev.model_overrides = config_dict.ConfigDict()
+    return ev
+
+
+def add_test_protocol(c: config_dict.ConfigDict, views: tuple[str, ...], *, crops: bool) -> config_dict.ConfigDict:
+    """Adds the paper's final test protocol as `evals.test` (results.json 'eval'); the periodic single-view
+    evaluation `evals.val` moves to 'eval_periodic'. `crops`: the views write multi-crop stacks to 'crops'
+    (ten_crop, googlenet_crops). Returns the new entry, e.g. to set `model_overrides`."""
+    c.evals.val.results_key = 'eval_periodic'
+    c.evals.test = classification_eval(results_key='eval', views=views, batch_keys=('crops', 'label') if crops else ())
+    return c.evals.test

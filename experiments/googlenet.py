@@ -15,7 +15,7 @@ Hardware/time: "a few high-end GPUs within a week" in the paper; about a day on 
 see experiments/imagenet.py, with --config.batch_size=8 --config.num_train_steps=2 --config.eval_batch_size=8
 """
 
-from experiments import imagenet
+from experiments import default, imagenet
 
 MEAN = imagenet.subtract_mean()
 
@@ -33,7 +33,7 @@ def get_config():
     c.ema_decay = 0.9999  # Sec. 6: Polyak averaging for the final model.
     c.data.train_preprocess = f'decode(3)|inception_crop(224)|flip_lr|photometric_distort|{MEAN}'
     c.data.eval_preprocess = f'decode(3)|resize_short(256)|center_crop(224)|{MEAN}'
-    c.evaluation.views = crops_144()
+    default.add_test_protocol(c, crops_144(), crops=True)
     c.batch_size = 256
     c.num_epochs = 60.0
     c.optimizer.learning_rate = 0.04
@@ -41,6 +41,6 @@ def get_config():
     c.optimizer.schedule = 'exponential'  # Sec. 6: "decreasing the learning rate by 4% every 8 epochs".
     c.optimizer.decay_factor = 0.96
     c.optimizer.decay_every = 8.0
-    c.eval_every_steps = 5_004
-    c.checkpoint_every_steps = 5_004
+    c.evals.val.every = '1 epoch'
+    c.checkpoint_every = '1 epoch'
     return c

@@ -10,7 +10,7 @@ the 20 passes, but train with plain SGD + momentum and a softmax output (documen
 Run (MNIST downloads through TFDS on first use):
   python -m convnets.main --config=experiments/lenet5_mnist.py --workdir=/tmp/lenet5_mnist
 Expected: ~99% top-1 after 20 epochs; about 15 minutes on a 2-core CPU, under a minute on one GPU.
-Tiny CPU smoke run: add --config.num_train_steps=20 --config.eval_every_steps=20.
+Tiny CPU smoke run: add --config.num_train_steps=20 --config.evals.val.every=20.
 """
 
 from experiments import default
@@ -31,7 +31,7 @@ def get_config():
     # Lower the rate in the paper's stages (after passes 2, 5, 8 and 12), here by factors of ~2.
     c.optimizer.boundaries = (2.0, 5.0, 8.0, 12.0)
     c.optimizer.decay_factor = 0.5
-    c.log_every_steps = 200
-    c.eval_every_steps = 938  # About once per epoch.
-    c.checkpoint_every_steps = 938
+    c.log_every = '200 steps'
+    c.evals.val.every = '1 epoch'
+    c.checkpoint_every = '1 epoch'
     return c

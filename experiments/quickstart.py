@@ -30,7 +30,7 @@ def get_config():
     c.optimizer.momentum = 0.9
     c.optimizer.schedule = 'step'
     c.optimizer.boundaries = (30.0, 36.0)
-    c.log_every_steps = 100
-    c.eval_every_steps = 500
-    c.checkpoint_every_steps = 500
+    c.log_every = '100 steps'
+    c.evals.val.every = '10 epochs'
+    c.checkpoint_every = '10 epochs'
     return c

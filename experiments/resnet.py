@@ -7,10 +7,9 @@ Deviations: per-channel instead of per-pixel mean; multi-scale views use the cen
 """
 
 from convnets.models.resnet import DEPTHS
-from experiments import imagenet
+from experiments import default, imagenet
 
 MEAN = imagenet.subtract_mean()
-STEPS_PER_EPOCH = 5_004
 
 
 def ten_crop_views() -> tuple[str, ...]:
@@ -31,13 +30,13 @@ def get_config(model: str):
     c.data.train_preprocess = ('decode(3)|random_resize_short(256, 480)|random_crop(224)|flip_lr|pca_lighting(0.1)|'
                                + MEAN)
     c.data.eval_preprocess = f'decode(3)|resize_short(256)|center_crop(224)|{MEAN}'
-    c.evaluation.views = ten_crop_views()
+    default.add_test_protocol(c, ten_crop_views(), crops=True)
     c.batch_size = 256
     c.num_train_steps = 600_000
     c.optimizer.learning_rate = 0.1
     c.optimizer.weight_decay = 1e-4
     c.optimizer.schedule = 'plateau'
     c.optimizer.plateau_patience = 3
-    c.eval_every_steps = STEPS_PER_EPOCH
-    c.checkpoint_every_steps = STEPS_PER_EPOCH
+    c.evals.val.every = '1 epoch'
+    c.checkpoint_every = '1 epoch'
     return c

@@ -6,7 +6,7 @@ Paper result (CIFAR-10 test, Table 6): 6.43% (best of 5 runs; mean 6.61 +- 0.16)
 Run (CIFAR-10 downloads through TFDS on first use):
   python -m convnets.main --config=experiments/resnet110_cifar10.py --workdir=/tmp/resnet110_cifar10
 Hardware/time: about 5 hours on one modern GPU.
-Tiny CPU smoke run: --config.num_train_steps=20 --config.eval_every_steps=20
+Tiny CPU smoke run: --config.num_train_steps=20 --config.evals.val.every=20
 """
 
 from experiments import resnet_cifar10

@@ -6,7 +6,7 @@ Paper result (CIFAR-10 test, Table 6): 8.75% error.
 Run (CIFAR-10 downloads through TFDS on first use):
   python -m convnets.main --config=experiments/resnet20_cifar10.py --workdir=/tmp/resnet20_cifar10
 Hardware/time: about 1 hour on one modern GPU, ~1 day on a 2-core CPU.
-Tiny CPU smoke run: --config.num_train_steps=20 --config.eval_every_steps=20
+Tiny CPU smoke run: --config.num_train_steps=20 --config.evals.val.every=20
 """
 
 from experiments import resnet_cifar10

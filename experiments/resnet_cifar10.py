@@ -28,7 +28,7 @@ def get_config(model: str):
     c.optimizer.schedule = 'step'
     c.optimizer.boundaries = (32_000, 48_000)
     c.optimizer.boundary_unit = 'steps'
-    c.log_every_steps = 100
-    c.eval_every_steps = 2_000
-    c.checkpoint_every_steps = 2_000
+    c.log_every = '100 steps'
+    c.evals.val.every = '5 epochs'
+    c.checkpoint_every = '5 epochs'
     return c

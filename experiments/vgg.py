@@ -12,9 +12,7 @@ score map averaged spatially, and the softmax averaged with the flipped image's;
 Deviation: we evaluate the central QxQ square of the rescaled image, so that a batch has one shape.
 """
 
-from experiments import imagenet
-
-STEPS_PER_EPOCH = 5_004  # 1,281,167 / 256.
+from experiments import default, imagenet
 
 
 def train_spec(s_min: int, s_max: int | None = None) -> str:
@@ -37,13 +35,13 @@ def get_config(model: str, s_min: int = 256, s_max: int | None = None, test_scal
     c.model.input_size = 224  # Training crop; smaller multiples of 32 give small-image variants for smoke runs.
     c.data.train_preprocess = train_spec(s_min, s_max)
     c.data.eval_preprocess = f'decode(3)|resize_short(256)|center_crop(224)|{imagenet.subtract_mean()}'
-    c.evaluation.views = dense_views(test_scales)
-    c.evaluation.model_overrides.dense = True
+    test = default.add_test_protocol(c, dense_views(test_scales), crops=False)
+    test.model_overrides.dense = True
     c.batch_size = 256
     c.num_train_steps = 370_000
     c.optimizer.learning_rate = 0.01
     c.optimizer.schedule = 'plateau'
     c.optimizer.plateau_patience = 3
-    c.eval_every_steps = STEPS_PER_EPOCH
-    c.checkpoint_every_steps = STEPS_PER_EPOCH
+    c.evals.val.every = '1 epoch'
+    c.checkpoint_every = '1 epoch'
     return c

@@ -17,7 +17,7 @@ Hardware/time: 12 days on one GTX 580 in the paper; about a day on one modern GP
 experiments/imagenet.py, with --config.batch_size=8 --config.num_train_steps=2 --config.eval_batch_size=8
 """
 
-from experiments import imagenet
+from experiments import default, imagenet
 
 CENTRE_256 = f'decode(3)|resize_short(256)|center_crop(256)|{imagenet.subtract_mean()}'
 
@@ -27,7 +27,7 @@ def get_config():
     c.model.name = 'zfnet'
     c.data.train_preprocess = CENTRE_256 + '|random_ten_crop(224)'  # Sec. 3: the 10 sub-crops.
     c.data.eval_preprocess = CENTRE_256 + '|center_crop(224)'
-    c.evaluation.views = (CENTRE_256 + '|ten_crop(224)',)
+    default.add_test_protocol(c, (CENTRE_256 + '|ten_crop(224)',), crops=True)
     c.batch_size = 128
     c.num_epochs = 70.0
     c.optimizer.learning_rate = 0.01
@@ -35,6 +35,6 @@ def get_config():
     c.optimizer.filter_rms_max = 0.1  # Sec. 3: renormalise conv filters to RMS radius 0.1.
     c.optimizer.schedule = 'plateau'
     c.optimizer.plateau_patience = 3
-    c.eval_every_steps = 10_009
-    c.checkpoint_every_steps = 10_009
+    c.evals.val.every = '1 epoch'
+    c.checkpoint_every = '1 epoch'
     return c

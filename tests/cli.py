@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,3 +30,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def interrupt_when_checkpointed(cmd: list[str], workdir: str, sig: int, num_devices: int = 2
+                                ) -> tuple[int, str]:
+    """Starts `cmd`, sends `sig` once its first checkpoint exists; returns (exit code, stderr)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(num_devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    ckpt_dir = os.path.join(workdir, 'checkpoints')
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir)):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, 'the run finished before it could be interrupted'
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err

@@ -16,16 +16,21 @@ def tiny_config(data_dir: str, **model) -> ConfigDict:
     c.data.data_dir = data_dir
     c.batch_size = 16
     c.num_train_steps = 3
-    c.log_every_steps = 1
-    c.eval_every_steps = 1000
-    c.checkpoint_every_steps = 1000
+    c.log_every = '1'
+    c.evals.val.every = '1000'
+    c.checkpoint_every = '1000'
     if model:
         c.model = ConfigDict(model)
     return c
 
 
-def final_params(workdir: str, step: int | None = None) -> dict:
-    """The parameters stored in the latest (or given) checkpoint of `workdir`, as numpy arrays."""
+def final_params(workdir: str, step: int | None = None, net: str = 'model') -> dict:
+    """The parameters of network `net` in the latest (or given) checkpoint of `workdir`, as numpy arrays."""
+    return final_state(workdir, step)['nets'][net]['params']
+
+
+def final_state(workdir: str, step: int | None = None) -> dict:
+    """The whole train state stored in the latest (or given) checkpoint of `workdir`, as numpy arrays."""
     directory = os.path.join(workdir, 'checkpoints')
     if step is None:
         step = max(int(d) for d in os.listdir(directory) if d.isdigit())
@@ -36,7 +41,7 @@ def final_params(workdir: str, step: int | None = None) -> dict:
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device),
                               ckptr.metadata(path).item_metadata.tree)
         tree = ckptr.restore(path, target)
-    return jax.tree.map(np.asarray, tree['params'])
+    return jax.tree.map(np.asarray, tree)
 
 
 def assert_trees_close(a, b, rtol=1e-5, atol=1e-6) -> None:

@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import time
 
 import pytest
 
@@ -12,8 +10,8 @@ from tests import cli
 from tests.helpers import assert_trees_equal, final_params
 
 # 40 steps of LeNet-5 with a checkpoint every 10: long enough to interrupt, short enough for CI.
-RUN = ('--config.num_train_steps=40', '--config.checkpoint_every_steps=10', '--config.eval_every_steps=20',
-       '--config.log_every_steps=10', '--config.batch_size=16')
+RUN = ('--config.num_train_steps=40', '--config.checkpoint_every=10', '--config.evals.val.every=20',
+       '--config.log_every=10', '--config.batch_size=16')
 
 
 @pytest.fixture(scope='module')
@@ -32,35 +30,20 @@ def _results(workdir):
 def test_cli_trains_and_reports(straight_run):
     workdir, proc = straight_run
     log = proc.stderr
-    assert 'step 10/40' in log and 'img/s' in log and 'eta' in log and 'lr 0.05' in log
-    assert 'eval at step 40: top1' in log
+    assert 'step 10/40' in log and 'ex/s' in log and 'eta' in log and 'lr 0.05' in log
+    assert 'evals.val at step 40: top1' in log
     results = _results(workdir)
     assert results['step'] == 40
     assert set(results['eval']) >= {'top1', 'top5', 'loss'}
-    assert results['train_images_per_s'] > 0
+    assert results['train_examples_per_s'] > 0
     assert results['config']['batch_size'] == 16
     assert json.loads(proc.stdout.strip().splitlines()[-1])['step'] == 40
 
 
-def _interrupt_when_checkpointed(tmp_path, digits_dir, sig):
-    workdir = str(tmp_path / 'run')
-    proc = subprocess.Popen(cli.main_command(workdir, digits_dir, *RUN), cwd=cli.ROOT, env=cli.env(2),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ckpt_dir = os.path.join(workdir, 'checkpoints')
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir)):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, 'the run finished before it could be interrupted'
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
-    return workdir, proc.returncode, err
-
-
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM], ids=['sigkill', 'sigterm'])
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, digits_dir, straight_run, sig):
-    workdir, returncode, err = _interrupt_when_checkpointed(tmp_path, digits_dir, sig)
+    workdir = str(tmp_path / 'run')
+    returncode, err = cli.interrupt_when_checkpointed(cli.main_command(workdir, digits_dir, *RUN), workdir, sig)
     if sig == signal.SIGTERM:
         assert returncode == 0, err[-3000:]  # Clean exit after saving.
         assert 'Preempted: checkpoint saved at step' in err

@@ -41,8 +41,8 @@ def test_experiment_runs(tmp_path, digits_dir, synchronous_saves, name):
     config.data.data_dir = digits_dir
     config.batch_size = 16
     config.num_train_steps = 2
-    config.log_every_steps = 1
-    config.checkpoint_every_steps = 1
+    config.log_every = '1'
+    config.checkpoint_every = '1'
     workdir = str(tmp_path / name)
     if EXPERIMENTS[name] is None:
         results = loop.train_and_evaluate(config, workdir, devices=jax.devices()[:2])

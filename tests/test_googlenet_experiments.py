@@ -13,7 +13,7 @@ import pytest
 
 from convnets import models, parallel
 from convnets.data import ops
-from convnets.train import classification, loop
+from convnets.tasks import base, classification
 from experiments import imagenet
 from tests import cli
 
@@ -25,13 +25,13 @@ def test_recipe(name, aux):
     module = importlib.import_module(f'experiments.{name}')
     assert f'--config=experiments/{name}.py' in module.__doc__ and 'Paper result' in module.__doc__
     c = module.get_config()
-    for spec in (c.data.train_preprocess, c.data.eval_preprocess, *c.evaluation.views):
+    for spec in (c.data.train_preprocess, c.data.eval_preprocess, *c.evals.test.views):
         ops.parse(spec)
     assert 'inception_crop(224)' in c.data.train_preprocess and 'photometric_distort' in c.data.train_preprocess
-    assert len(c.evaluation.views) == 4 and all('googlenet_crops(224' in v for v in c.evaluation.views)
+    assert len(c.evals.test.views) == 4 and all('googlenet_crops(224' in v for v in c.evals.test.views)
     assert (c.optimizer.schedule, c.optimizer.decay_factor, c.optimizer.decay_every) == ('exponential', 0.96, 8.0)
     assert c.ema_decay > 0 and c.aux_loss_weight == (0.3 if aux else 0.0)
-    variables = jax.eval_shape(loop.build_model(c).init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
+    variables = jax.eval_shape(base.build_model(c.model).init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
     assert ('aux1_layer' in variables['params']) == aux
 
 
@@ -61,10 +61,10 @@ def test_experiment_runs_from_the_command_line(tmp_path, imagenet_dir, name):
     workdir = str(tmp_path / name)
     cmd = [*cli.main_command(workdir, data_dir, config=f'experiments/{name}.py'),
            f'--config.data.manual_dir={manual_dir}', '--config.batch_size=4', '--config.eval_batch_size=4',
-           '--config.num_train_steps=2', '--config.log_every_steps=1',
+           '--config.num_train_steps=2', '--config.log_every=1',
            f'--config.data.train_preprocess=decode(3)|inception_crop(96)|flip_lr|photometric_distort|{MEAN}',
            f'--config.data.eval_preprocess=decode(3)|resize_short(100)|center_crop(96)|{MEAN}',
-           f"--config.evaluation.views=('decode(3)|{MEAN}|googlenet_crops(96, 100)',)"]
+           f"--config.evals.test.views=('decode(3)|{MEAN}|googlenet_crops(96, 100)',)"]
     proc = cli.run(cmd, num_devices=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(os.path.join(workdir, 'results.json')) as f:

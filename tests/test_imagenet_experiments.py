@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from convnets.data import ops
-from convnets.train import loop
+from convnets.tasks import base
 from experiments import imagenet
 from tests import cli
 
@@ -27,9 +27,9 @@ def test_recipe_is_well_formed(name):
     assert f'--config=experiments/{name}.py' in module.__doc__ and 'Paper result' in module.__doc__
     config = module.get_config()
     assert config.data.name == 'imagenet2012' and config.data.eval_split == 'validation'
-    for spec in (config.data.train_preprocess, config.data.eval_preprocess, *config.evaluation.views):
+    for spec in (config.data.train_preprocess, config.data.eval_preprocess, *config.evals.test.views):
         ops.parse(spec)
-    model = loop.build_model(config)
+    model = base.build_model(config.model)
     variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
     logits = jax.eval_shape(model.apply, variables, jnp.zeros((1, 224, 224, 3)))
     assert logits.shape == (1, 1000)
@@ -40,16 +40,16 @@ def test_recipes_match_the_papers():
     alexnet = importlib.import_module('experiments.alexnet').get_config()
     assert alexnet.batch_size == 128 and alexnet.optimizer.weight_decay == 5e-4
     assert alexnet.optimizer.velocity == 'lr_inside' and alexnet.optimizer.schedule == 'plateau'
-    assert 'pca_lighting(0.1)' in alexnet.data.train_preprocess and 'ten_crop(224)' in alexnet.evaluation.views[0]
+    assert 'pca_lighting(0.1)' in alexnet.data.train_preprocess and 'ten_crop(224)' in alexnet.evals.test.views[0]
     zf = importlib.import_module('experiments.zfnet').get_config()
     assert zf.optimizer.filter_rms_max == 0.1 and 'random_ten_crop(224)' in zf.data.train_preprocess
     vgg19 = importlib.import_module('experiments.vgg19').get_config()
     assert vgg19.batch_size == 256 and vgg19.num_train_steps == 370_000
     assert 'random_resize_short(256, 512)' in vgg19.data.train_preprocess
-    assert vgg19.evaluation.model_overrides.dense is True
-    assert len(vgg19.evaluation.views) == 6  # Q in {256, 384, 512}, each with its flip.
+    assert vgg19.evals.test.model_overrides.dense is True
+    assert len(vgg19.evals.test.views) == 6  # Q in {256, 384, 512}, each with its flip.
     vgg11 = importlib.import_module('experiments.vgg11').get_config()
-    assert 'resize_short(256)' in vgg11.data.train_preprocess and len(vgg11.evaluation.views) == 2
+    assert 'resize_short(256)' in vgg11.data.train_preprocess and len(vgg11.evals.test.views) == 2
 
 
 TINY = {
@@ -58,19 +58,19 @@ TINY = {
         f'--config.data.train_preprocess=decode(3)|random_resize_short(32, 48)|random_crop(32)|flip_lr|'
         f'pca_lighting(0.1)|{MEAN}',
         f'--config.data.eval_preprocess=decode(3)|resize_short(32)|center_crop(32)|{MEAN}',
-        f"--config.evaluation.views=('decode(3)|resize_short(64)|center_crop(64)|{MEAN}', "
+        f"--config.evals.test.views=('decode(3)|resize_short(64)|center_crop(64)|{MEAN}', "
         f"'decode(3)|resize_short(64)|center_crop(64)|{MEAN}|hflip')",
     ],
     'alexnet': [
         '--config.model.input_size=67',
         f'--config.data.train_preprocess=decode(3)|resize((76, 76))|random_crop(67)|flip_lr|pca_lighting(0.1)|{MEAN}',
         f'--config.data.eval_preprocess=decode(3)|resize((76, 76))|center_crop(67)|{MEAN}',
-        f"--config.evaluation.views=('decode(3)|resize((76, 76))|{MEAN}|ten_crop(67)',)",
+        f"--config.evals.test.views=('decode(3)|resize((76, 76))|{MEAN}|ten_crop(67)',)",
     ],
     'zfnet': [
         f'--config.data.train_preprocess=decode(3)|resize_short(40)|center_crop(40)|{MEAN}|random_ten_crop(32)',
         f'--config.data.eval_preprocess=decode(3)|resize_short(40)|center_crop(40)|{MEAN}|center_crop(32)',
-        f"--config.evaluation.views=('decode(3)|resize_short(40)|center_crop(40)|{MEAN}|ten_crop(32)',)",
+        f"--config.evals.test.views=('decode(3)|resize_short(40)|center_crop(40)|{MEAN}|ten_crop(32)',)",
     ],
 }
 
@@ -81,11 +81,11 @@ def test_experiment_runs_from_the_command_line(tmp_path, imagenet_dir, name):
     workdir = str(tmp_path / name)
     cmd = [*cli.main_command(workdir, data_dir, config=f'experiments/{name}.py'),
            f'--config.data.manual_dir={manual_dir}', '--config.batch_size=8', '--config.eval_batch_size=8',
-           '--config.num_train_steps=2', '--config.log_every_steps=1', '--config.checkpoint_every_steps=1',
+           '--config.num_train_steps=2', '--config.log_every=1', '--config.checkpoint_every=1',
            *TINY[name]]
     proc = cli.run(cmd, num_devices=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'final evaluation' in proc.stderr
+    assert 'evals.test at step 2' in proc.stderr
     with open(os.path.join(workdir, 'results.json')) as f:
         results = json.load(f)
     assert results['step'] == 2 and results['num_devices'] == 2

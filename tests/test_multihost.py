@@ -5,7 +5,7 @@ import sys
 from tests import cli
 from tests.helpers import assert_trees_close, final_params
 
-RUN = ('--config.num_train_steps=3', '--config.batch_size=16', '--config.log_every_steps=1',
+RUN = ('--config.num_train_steps=3', '--config.batch_size=16', '--config.log_every=1',
        '--config.model.name=lenet5')
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from convnets import parallel
 from convnets.data import pipeline
-from convnets.train import classification, loop
+from convnets.tasks import base, classification
+from convnets.train import loop
 from tests.helpers import tiny_config
 
 
@@ -59,19 +60,19 @@ def _checkpoint(workdir, step):
 def test_polyak_average_is_evaluated_and_saved(tmp_path, digits_dir):
     config = tiny_config(digits_dir)
     config.ema_decay = 0.5
-    config.checkpoint_every_steps = 1
+    config.checkpoint_every = '1'
     config.keep_checkpoints = 5
     workdir = str(tmp_path / 'run')
     results = loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
 
-    model = loop.build_model(config)
+    model = base.build_model(config.model)
     tx = optax.sgd(0.0)
     initial = classification.init_state(model, tx, config.seed, (32, 32, 1)).params
     ema = initial
     for step in (1, 2, 3):  # By hand: e <- 0.5 e + 0.5 p_step.
-        ema = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, ema, _checkpoint(workdir, step)['params'])
+        ema = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, ema, _checkpoint(workdir, step)['nets']['model']['params'])
     saved = _checkpoint(workdir, 3)
-    for a, b in zip(jax.tree.leaves(saved['ema_params']), jax.tree.leaves(ema), strict=True):
+    for a, b in zip(jax.tree.leaves(saved['nets']['model']['ema_params']), jax.tree.leaves(ema), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
     def eval_loss(params):
@@ -81,5 +82,5 @@ def test_polyak_average_is_evaluated_and_saved(tmp_path, digits_dir):
             losses.append(np.asarray(classification.cross_entropy(logits, batch['label'])) * batch['mask'])
         return float(np.sum(np.concatenate(losses)) / 360)
 
-    assert results['eval']['loss'] == pytest.approx(eval_loss(saved['ema_params']), rel=1e-5)
-    assert results['eval']['loss'] != pytest.approx(eval_loss(saved['params']), rel=1e-5)
+    assert results['eval']['loss'] == pytest.approx(eval_loss(saved['nets']['model']['ema_params']), rel=1e-5)
+    assert results['eval']['loss'] != pytest.approx(eval_loss(saved['nets']['model']['params']), rel=1e-5)

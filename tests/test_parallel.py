@@ -45,19 +45,19 @@ def test_step_equals_plain_sgd_on_the_whole_batch(model, kind):
     from ml_collections import ConfigDict
 
     from convnets import models, parallel
-    from convnets.train import classification
+    from convnets.tasks import base, classification
 
     lr = 0.1
     rng = np.random.default_rng(0)
     batch = {'image': rng.normal(size=(16, 8, 8, 3)).astype(np.float32),
              'label': rng.integers(0, 10, size=16).astype(np.int32)}
-    config = ConfigDict({'model': MODELS[model]})
     reference_model = models.get_model(**MODELS[model])
     tx = optax.sgd(lr, momentum=0.9)
     state = classification.init_state(reference_model, tx, 0, (8, 8, 3))
 
     def full_batch_loss(params):
-        variables = {'params': params, 'batch_stats': state.batch_stats} if state.batch_stats else {'params': params}
+        stats = state.net.batch_stats
+        variables = {'params': params, 'batch_stats': stats} if stats else {'params': params}
         logits, _ = reference_model.apply(variables, batch['image'], train=True, mutable=['batch_stats'])
         return jnp.mean(classification.cross_entropy(logits, batch['label']))
 
@@ -66,7 +66,7 @@ def test_step_equals_plain_sgd_on_the_whole_batch(model, kind):
 
     par = parallel.Parallel(parallel.make_mesh(), kind)
     step = par.compile(classification.make_train_step(
-        loop.build_model(config), tx, optax.constant_schedule(lr), axis_name=parallel.AXIS,
+        base.build_model(ConfigDict(MODELS[model])), tx, optax.constant_schedule(lr), axis_name=parallel.AXIS,
         loss_is_global=par.loss_is_global), donate=False)
     new_state, metrics = step(state, par.shard_batch(batch))
     assert_trees_close(jax.device_get(new_state.params), expected, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""images/s excludes compilation and paused time; ETA follows from it."""
+"""examples/s excludes compilation and paused time; ETA follows from it."""
 
 import pytest
 
@@ -15,9 +15,9 @@ def test_throughput_excludes_compile_and_pauses(monkeypatch):
     with t.excluded():
         clock[0] += 50.0  # Evaluation: not counted.
     clock[0] += 2.0  # Steps 12..21.
-    assert t.images_per_second(21) == pytest.approx(20 * 10 / 4.0)
+    assert t.examples_per_second(21) == pytest.approx(20 * 10 / 4.0)
     assert t.eta_seconds(21, 50.0) == pytest.approx(79 * 10 / 50.0)
-    assert t.images_per_second(21, since_last=True) == pytest.approx(50.0)
+    assert t.examples_per_second(21, since_last=True) == pytest.approx(50.0)
     clock[0] += 1.0
-    assert t.images_per_second(31, since_last=True) == pytest.approx(100.0)
+    assert t.examples_per_second(31, since_last=True) == pytest.approx(100.0)
     assert progress.format_eta(3725) == '1:02:05'

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from convnets.data import ops
+from convnets.tasks import base
 from convnets.train import loop
 from experiments import imagenet
 from experiments.resnet_cifar10 import CIFAR10_MEAN
@@ -37,10 +38,10 @@ def test_recipe_is_well_formed(name):
     module = importlib.import_module(f'experiments.{name}')
     assert f'--config=experiments/{name}.py' in module.__doc__ and 'Paper result' in module.__doc__
     config = module.get_config()
-    for spec in (config.data.train_preprocess, config.data.eval_preprocess, *config.evaluation.views):
+    for spec in (config.data.train_preprocess, config.data.eval_preprocess, *config.evals.test.views):
         ops.parse(spec)
     size = 32 if name.endswith('cifar10') else 224
-    model = loop.build_model(config)
+    model = base.build_model(config.model)
     variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
     assert jax.eval_shape(model.apply, variables, jnp.zeros((1, size, size, 3))).shape == (
         1, config.model.num_classes)
@@ -53,7 +54,7 @@ def test_recipes_match_the_paper():
     r50 = importlib.import_module('experiments.resnet50').get_config()
     assert r50.batch_size == 256 and r50.optimizer.learning_rate == 0.1 and r50.optimizer.weight_decay == 1e-4
     assert r50.num_train_steps == 600_000 and 'random_resize_short(256, 480)' in r50.data.train_preprocess
-    assert 'pca_lighting' in r50.data.train_preprocess and 'ten_crop(224)' in r50.evaluation.views[0]
+    assert 'pca_lighting' in r50.data.train_preprocess and 'ten_crop(224)' in r50.evals.test.views[0]
     c = importlib.import_module('experiments.resnet56_cifar10').get_config()
     assert (c.batch_size, c.num_train_steps, tuple(c.optimizer.boundaries)) == (128, 64_000, (32_000, 48_000))
     assert c.optimizer.boundary_unit == 'steps' and c.optimizer.weight_decay == 1e-4
@@ -65,7 +66,7 @@ def test_recipes_match_the_paper():
 def _run(tmp_path, config_name, data_dir, *overrides):
     workdir = str(tmp_path / config_name)
     cmd = [*cli.main_command(workdir, data_dir, config=f'experiments/{config_name}.py'), '--config.batch_size=8',
-           '--config.eval_batch_size=8', '--config.num_train_steps=2', '--config.log_every_steps=1', *overrides]
+           '--config.eval_batch_size=8', '--config.num_train_steps=2', '--config.log_every=1', *overrides]
     proc = cli.run(cmd, num_devices=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(os.path.join(workdir, 'results.json')) as f:
@@ -83,8 +84,8 @@ def test_imagenet_experiment_runs_from_the_command_line(tmp_path, imagenet_dir, 
         f'--config.data.train_preprocess=decode(3)|random_resize_short(32, 60)|random_crop(32)|flip_lr|'
         f'pca_lighting(0.1)|{MEAN}',
         f'--config.data.eval_preprocess=decode(3)|resize_short(32)|center_crop(32)|{MEAN}',
-        f"--config.evaluation.views=('decode(3)|resize_short(36)|{MEAN}|ten_crop(32)',)")
-    assert results['eval']['num_examples'] == 8 and 'final evaluation' in log
+        f"--config.evals.test.views=('decode(3)|resize_short(36)|{MEAN}|ten_crop(32)',)")
+    assert results['eval']['num_examples'] == 8 and 'evals.test at step 2' in log
 
 
 @pytest.mark.parametrize('name', CIFAR)
@@ -108,7 +109,7 @@ def test_cifar_resnet20_learns(tmp_path, digits_dir):
     config.data.eval_preprocess = f'decode|to_rgb|subtract_mean({CIFAR10_MEAN})'
     config.batch_size = 32
     config.num_train_steps = 100
-    config.log_every_steps = 10
+    config.log_every = '10'
     results = loop.train_and_evaluate(config, str(tmp_path / 'run'), devices=jax.devices()[:2])
     # From ln(10) = 2.30 at the start (uniform predictions) to 0.63 measured over steps 91-100.
     assert results['train']['loss'] < 0.5 * np.log(10)

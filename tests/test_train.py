@@ -32,7 +32,7 @@ def test_quickstart_shortened_learns(tmp_path, digits_dir):
     config = tiny_config(digits_dir)
     config.batch_size = 32
     config.num_train_steps = 300  # 7 epochs of 44 steps.
-    config.log_every_steps = 5
+    config.log_every = '5 steps'
     results = loop.train_and_evaluate(config, str(tmp_path / 'run'), devices=jax.devices()[:2])
     scalars = _tensorboard_scalars(tmp_path / 'run' / 'tensorboard')
     assert sorted(scalars['train/loss']) == list(range(5, 301, 5))
@@ -48,7 +48,7 @@ def test_quickstart_shortened_learns(tmp_path, digits_dir):
     written = _read(tmp_path / 'run')
     assert written["step"] == 300
     assert written['eval'] == pytest.approx(results['eval'])
-    assert written['train_images_per_s'] > 0
+    assert written['train_examples_per_s'] > 0
     assert written['config']['model']['name'] == 'lenet5'
 
 
@@ -68,8 +68,8 @@ def test_preempted_run_resumes_to_the_same_result(tmp_path, digits_dir, monkeypa
     """A SIGTERM-style stop after step 4 saves; the rerun resumes (state, RNG, data position) and matches."""
     config = tiny_config(digits_dir)
     config.num_train_steps = 8
-    config.checkpoint_every_steps = 3
-    config.eval_every_steps = 4
+    config.checkpoint_every = '3'
+    config.evals.val.every = '4'
     devices = jax.devices()[:2]
     straight = str(tmp_path / 'straight')
     loop.train_and_evaluate(config, straight, devices=devices)
@@ -107,7 +107,7 @@ def test_interrupted_save_is_ignored(tmp_path, digits_dir):
 def test_checkpoint_retention(tmp_path, digits_dir):
     config = tiny_config(digits_dir)
     config.num_train_steps = 10
-    config.checkpoint_every_steps = 2
+    config.checkpoint_every = '2'
     config.keep_checkpoints = 2
     workdir = str(tmp_path / 'run')
     loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
@@ -132,13 +132,13 @@ def test_eval_mode_reads_latest_checkpoint(tmp_path, digits_dir):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits_dir):
     config = tiny_config(digits_dir)
     config.num_train_steps = 4
-    config.checkpoint_every_steps = 2
+    config.checkpoint_every = '2'
     workdir = str(tmp_path / 'run')
     loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
     good = final_params(workdir)
     config.num_train_steps = 20
     config.optimizer.learning_rate = float("inf")  # The first update overflows.
-    with pytest.raises(loop.NonFiniteLossError, match=r'step 5 .*last good checkpoint \(step 4\)'):
+    with pytest.raises(loop.NonFiniteLossError, match=r'step 5 \(.*param_norm=nan.*last good checkpoint \(step 4\)'):
         loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
     assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
     assert_trees_equal(final_params(workdir), good)
@@ -169,7 +169,8 @@ def test_workdir_of_a_different_model(tmp_path, digits_dir):
     workdir = str(tmp_path / 'run')
     loop.train_and_evaluate(tiny_config(digits_dir), workdir, devices=jax.devices()[:1])
     other = tiny_config(digits_dir, name='convnet', num_classes=10)
-    with pytest.raises(checkpoint.IncompatibleCheckpointError, match=r"lenet5.*convnet.*new --workdir"):
+    expected = r"model: \{'name': 'lenet5'.*model: \{'name': 'convnet'.*new --workdir"
+    with pytest.raises(checkpoint.IncompatibleCheckpointError, match=expected):
         loop.train_and_evaluate(other, workdir, devices=jax.devices()[:1])
 
 
@@ -178,7 +179,7 @@ def test_plateau_schedule_is_driven_by_evaluations(tmp_path, digits_dir):
     patience 2 the rate drops 10x after evaluations 3 and 5, and the steps after them train at the lower rate."""
     config = tiny_config(digits_dir)
     config.num_train_steps = 6
-    config.eval_every_steps = 1
+    config.evals.val.every = '1'
     config.optimizer.schedule = 'plateau'
     config.optimizer.plateau_patience = 2
     config.optimizer.learning_rate = 1e-9

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from convnets.models import lenet
+from convnets.tasks import build_model
 from convnets.train import loop
 from convnets.visualize import filters, images, occlusion, report
 from tests.helpers import tiny_config
@@ -154,7 +155,7 @@ def test_visualize_quickstart_end_to_end(tmp_path, digits_dir):
     assert 'frac_zero' in page and 'C3' in page
     try:
         from convnets.visualize import deconvnet
-        shown = deconvnet.supported(loop.build_model(config))
+        shown = deconvnet.supported(build_model(config.model))
     except ImportError:
         shown = False
     assert ('DeconvNet projections are not shown' in page) == (not shown)
@@ -166,7 +167,7 @@ def test_visualize_shows_deconvnet_projections_when_supported(tmp_path, digits_d
     """With a model the DeconvNet supports, each top-k figure holds the patches and the projections side by side."""
     deconvnet = pytest.importorskip('convnets.visualize.deconvnet')
     config = tiny_config(digits_dir, name='convnet', num_classes=10)
-    if not deconvnet.supported(loop.build_model(config)):
+    if not deconvnet.supported(build_model(config.model)):
         pytest.skip('the DeconvNet does not support convnet')
     workdir = str(tmp_path / 'run')
     loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])

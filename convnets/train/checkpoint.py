@@ -3,7 +3,8 @@
 Safety: orbax writes each checkpoint into a temporary directory and renames it only once every file is written
 (on GCS, where rename is not atomic, a commit marker plays that role), so a run killed mid-save leaves at worst a
 temporary directory that the next start ignores and deletes; the last complete checkpoint stays the latest.
-Each checkpoint carries a small JSON `meta` item (model config, step) used to refuse resuming a different model.
+Each checkpoint carries a small JSON `meta` item: the architecture (the task and the config sections that fix the
+state's shapes, used to refuse resuming a different model), the step, and the loop's bookkeeping (best evaluation).
 """
 
 import json
@@ -21,15 +22,16 @@ TMP_MARKER = '.orbax-checkpoint-tmp'
 
 
 class IncompatibleCheckpointError(ValueError):
-    """The workdir holds checkpoints of a different model than the config asks for."""
+    """The workdir holds checkpoints of a different task or model than the config asks for."""
 
 
 class Checkpointer:
     """Save / restore the train state under `<workdir>/checkpoints/<step>`."""
 
-    def __init__(self, workdir: str, *, keep: int, model_config: dict[str, Any]):
+    def __init__(self, workdir: str, *, keep: int, architecture: dict[str, Any]):
         self.directory = epath.Path(workdir) / 'checkpoints'
-        self.model_config = model_config
+        # JSON turns tuples into lists; keep (and compare) it in JSON form.
+        self.architecture = json.loads(json.dumps(architecture))
         self._remove_interrupted_saves()
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'meta'))
@@ -50,19 +52,27 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def meta(self, step: int | None = None) -> dict[str, Any]:
+        """The JSON meta item of the latest (or given) checkpoint; {} if there is none."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return {}
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+
     def check_compatible(self) -> None:
-        """Raises IncompatibleCheckpointError if the latest checkpoint was written for another model config."""
+        """Raises IncompatibleCheckpointError if the latest checkpoint was written for another architecture."""
         step = self.latest_step()
         if step is None:
             return
-        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-        saved = meta.get('model')
-        # JSON turns tuples into lists; compare in JSON form.
-        wanted = json.loads(json.dumps(self.model_config))
-        if saved != wanted:
+        saved = self.meta(step).get('architecture')
+        if saved != self.architecture:
+            differ = sorted(k for k in set(saved or {}) | set(self.architecture)
+                            if (saved or {}).get(k) != self.architecture.get(k))
             raise IncompatibleCheckpointError(
-                f'The workdir {self.directory.parent} holds a checkpoint (step {step}) of model {saved}, but the '
-                f'config asks for model {wanted}. Use a new --workdir, or delete {self.directory} to start over.')
+                f'The workdir {self.directory.parent} holds a checkpoint (step {step}) of another architecture '
+                f'({", ".join(f"{k}: {(saved or {}).get(k)}" for k in differ)}), but the config asks for '
+                f'{", ".join(f"{k}: {self.architecture.get(k)}" for k in differ)}. Use a new --workdir, or delete '
+                f'{self.directory} to start over.')
 
     def restore(self, abstract_state: Any, step: int | None = None) -> Any:
         """Restores into the shapes, dtypes and shardings of `abstract_state` (e.g. from jax.eval_shape)."""
@@ -71,8 +81,9 @@ class Checkpointer:
         logging.info('Restored checkpoint at step %d from %s', step, self.directory)
         return restored['state']
 
-    def save(self, step: int, state: Any, *, force: bool = False) -> bool:
-        meta = {'model': self.model_config, 'step': int(step)}
+    def save(self, step: int, state: Any, *, force: bool = False, extra: dict[str, Any] | None = None) -> bool:
+        """Saves `state` (asynchronously) with the meta item; `extra`: JSON-able bookkeeping stored beside it."""
+        meta = {'architecture': self.architecture, 'step': int(step), **(extra or {})}
         saved = self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                                  meta=ocp.args.JsonSave(meta)), force=force)
         if saved:

@@ -1,7 +1,11 @@
-"""The one training loop: data -> global arrays -> parallel step -> state -> checkpoints / eval -> results.json.
+"""The one training loop: data -> global arrays -> parallel step -> state -> evaluations / checkpoints -> results.json.
 
 `train_and_evaluate(config, workdir)` is what `python -m convnets.main` calls; tests call it directly (with a subset
 of devices) to prove that device count, process count, restarts and the pmap path do not change the result.
+
+The loop knows no task: `config.task` (convnets.tasks) supplies the networks, optimisers, initial state, train step
+and evaluators; the loop handles any metric names they return. What it owns is the same for every task: parallel
+execution, resume, preemption, the NaN guard, progress and ETA, TensorBoard, the plateau schedule, results.json.
 """
 
 import dataclasses
@@ -9,7 +13,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -17,26 +21,18 @@ import jax
 import numpy as np
 from absl import logging
 from etils import epath
+from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
-from convnets import models, parallel
+from convnets import parallel, tasks
 from convnets.data import pipeline
-from convnets.evaluate import multiview
-from convnets.train import checkpoint, classification, optim, progress
-from convnets.train.state import TrainState
+from convnets.train import checkpoint, intervals, optim, progress
+from convnets.train.evaluations import Evaluations, improved
+from convnets.train.state import TrainState, num_params
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced NaN/Inf; the last good checkpoint is kept."""
-
-
-def build_model(config: ConfigDict) -> nn.Module:
-    """The configured model; models with BatchNorm get their statistics synchronised over the data axis."""
-    kwargs = {k: v for k, v in config.model.to_dict().items() if k != 'name'}
-    model = models.get_model(config.model.name, **kwargs)
-    if 'bn_axis_name' in {f.name for f in dataclasses.fields(model)}:
-        model = model.clone(bn_axis_name=parallel.AXIS)
-    return model
+    """Training produced NaN/Inf in a metric; the last good checkpoint is kept."""
 
 
 def total_train_steps(config: ConfigDict, steps_per_epoch: int) -> int:
@@ -46,50 +42,21 @@ def total_train_steps(config: ConfigDict, steps_per_epoch: int) -> int:
 
 
 def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
-    fetched = jax.device_get(pending)
-    return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+    fetched = jax.device_get(pending)  # (Sorts dict keys: keep the task's order for the log line.)
+    return {k: float(np.mean([m[k] for m in fetched])) for k in pending[0]}
 
 
 def _check_finite(pending: list[dict[str, jax.Array]], first_step: int, last_good: int | None) -> None:
-    """Raises NonFiniteLossError naming the first bad step; called before every log line and every save."""
+    """Raises NonFiniteLossError naming the first bad step and metrics; called before every log line and save."""
     for i, m in enumerate(jax.device_get(pending)):
-        if not all(np.isfinite(m[k]) for k in ('loss', 'grad_norm', 'param_norm')):
+        bad = {k: float(v) for k, v in m.items() if not np.all(np.isfinite(v))}
+        if bad:
             kept = f'the last good checkpoint (step {last_good}) is kept' if last_good else 'no checkpoint was saved'
             raise NonFiniteLossError(
-                f'Non-finite loss, gradient or parameters at step {first_step + i} (loss={m["loss"]}, '
-                f'grad_norm={m["grad_norm"]}, param_norm={m["param_norm"]}); training stopped and {kept}. '
-                f'Try a lower --config.optimizer.learning_rate, '
-                f'a warm-up (--config.optimizer.warmup_steps), or check the input normalisation.')
-
-
-def evaluate(par: parallel.Parallel, eval_step, state: TrainState, config: ConfigDict) -> dict[str, float]:
-    """Top-1/top-5 accuracy and mean loss over the whole eval split (every example exactly once)."""
-    batch_size = config.eval_batch_size or config.batch_size
-    totals = None
-    for local in pipeline.eval_batches(config.data, global_batch_size=batch_size,
-                                       process_index=jax.process_index(), process_count=jax.process_count()):
-        sums = eval_step(state, par.shard_batch(local))
-        totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-    totals = jax.device_get(totals)
-    n = float(totals['count'])
-    return {'top1': float(totals['top1']) / n, 'top5': float(totals['top5']) / n, 'loss': float(totals['loss']) / n,
-            'num_examples': int(n)}
-
-
-def has_protocol(config: ConfigDict) -> bool:
-    """Whether the final evaluation differs from the periodic one (views and/or model overrides are set)."""
-    return bool(config.evaluation.views) or bool(config.evaluation.model_overrides.to_dict())
-
-
-def final_evaluation(config: ConfigDict, s: '_Setup', state: TrainState) -> dict[str, float]:
-    """The paper's test protocol (config.evaluation): multiple views and eval-only model fields (e.g. dense)."""
-    model = s.model.clone(**config.evaluation.model_overrides.to_dict())
-    metrics = multiview.evaluate_views(config, s.mesh, model, state)
-    logging.info('final evaluation (%d views%s): top1 %.4f  top5 %.4f  loss %.4f',
-                 max(1, len(config.evaluation.views)), f', model {config.evaluation.model_overrides.to_dict()}'
-                 if config.evaluation.model_overrides.to_dict() else '', metrics['top1'], metrics['top5'],
-                 metrics['loss'])
-    return metrics
+                f'Non-finite training metrics at step {first_step + i} '
+                f'({", ".join(f"{k}={v}" for k, v in bad.items())}; all: {progress.format_metrics(m)}); training '
+                f'stopped and {kept}. Try a lower --config.optimizer.learning_rate, a warm-up '
+                f'(--config.optimizer.warmup_steps), or check the input normalisation.')
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -104,51 +71,58 @@ def _write_json(workdir: str, name: str, results: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def batch_spec(batch: Mapping[str, np.ndarray]) -> dict[str, jax.ShapeDtypeStruct]:
+    """Per-example shapes and dtypes of a (local) batch."""
+    return {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in batch.items()}
+
+
 @dataclasses.dataclass
 class _Setup:
     """What both training and eval-only runs build from the config."""
 
-    mesh: Any
+    task: tasks.Task
+    mesh: Mesh
     par: parallel.Parallel
-    model: nn.Module
-    schedule: Any
-    tx: Any
+    nets: dict[str, nn.Module]
+    optimizers: dict[str, tasks.Optimizer]
     steps_per_epoch: int
     total_steps: int
     ckpt: checkpoint.Checkpointer
+    evaluations: Evaluations
     start_step: int
     n_params: int = 0
     state: TrainState | None = None
 
 
 def _setup(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | None) -> _Setup:
+    task = tasks.get(config.task)
     mesh = parallel.make_mesh(devices)
     par = parallel.Parallel(mesh, config.parallel)
     parallel.check_batch_size(config.batch_size, mesh)
     if config.eval_batch_size:
         parallel.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
-    model = build_model(config)
+    nets = task.build_nets(config)
     steps_per_epoch = pipeline.steps_per_epoch(config.data, config.batch_size)
     total_steps = total_train_steps(config, steps_per_epoch)
-    schedule = optim.make_schedule(config.optimizer, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-    tx = optim.make_optimizer(config.optimizer, schedule)
+    optimizers = task.make_optimizers(config, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    evaluations = Evaluations(task, config, mesh, nets, steps_per_epoch)
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints, model_config=config.model.to_dict())
+    ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints,
+                                   architecture={'task': config.task, **task.architecture(config)})
     ckpt.check_compatible()
-    return _Setup(mesh, par, model, schedule, tx, steps_per_epoch, total_steps, ckpt, ckpt.latest_step() or 0)
+    return _Setup(task, mesh, par, nets, optimizers, steps_per_epoch, total_steps, ckpt, evaluations,
+                  ckpt.latest_step() or 0)
 
 
-def _init_or_restore(config: ConfigDict, s: _Setup, image_shape: tuple[int, ...]) -> None:
+def _init_or_restore(config: ConfigDict, s: _Setup, spec: Mapping[str, jax.ShapeDtypeStruct]) -> None:
     """Fresh replicated state from the seed, or the latest checkpoint restored onto the mesh."""
-    replicated = parallel.replicated(s.mesh)
-    init = jax.jit(lambda: classification.init_state(s.model, s.tx, config.seed, image_shape,
-                                                     ema=config.ema_decay > 0),
-                   out_shardings=replicated)
+    init = jax.jit(lambda: s.task.init_state(config, s.nets, s.optimizers, spec),
+                   out_shardings=parallel.replicated(s.mesh))
     s.state = s.ckpt.restore(jax.eval_shape(init)) if s.start_step else init()
-    s.n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(s.state.params))
-    logging.info('Model %s: %s parameters; %d steps (%d per epoch), global batch %d on %d devices (%s)',
-                 config.model.name, f'{s.n_params:,}', s.total_steps, s.steps_per_epoch, config.batch_size,
-                 s.mesh.devices.size, config.parallel)
+    s.n_params = num_params(s.state)
+    logging.info('Task %s, networks %s: %s parameters; %d steps (%d per epoch), global batch %d on %d devices (%s)',
+                 config.task, ', '.join(f'{k}={type(v).__name__}' for k, v in s.nets.items()), f'{s.n_params:,}',
+                 s.total_steps, s.steps_per_epoch, config.batch_size, s.mesh.devices.size, config.parallel)
 
 
 def _restore_latest(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | None) -> _Setup:
@@ -158,35 +132,36 @@ def _restore_latest(config: ConfigDict, workdir: str, devices: Sequence[jax.Devi
         s.ckpt.close()
         raise FileNotFoundError(f'No checkpoint in {s.ckpt.directory}: train first (--mode=train) with this '
                                 f'--workdir, or point --workdir at a finished run.')
-    # The model is built for the training input shape, as when it was trained.
-    _init_or_restore(config, s, pipeline.element_spec_shape(config.data, train=True))
+    # The state is built for the training input shapes, as when it was trained.
+    spec = {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in
+            pipeline.element_spec(config.data, train=True).items()}
+    _init_or_restore(config, s, spec)
     s.ckpt.close()
     return s
 
 
 def restore_for_inference(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | None = None
-                          ) -> tuple[nn.Module, TrainState]:
-    """The model and the latest checkpoint's state in `workdir` (for evaluation, visualisation, export).
+                          ) -> tuple[dict[str, nn.Module], TrainState]:
+    """The task's networks and the latest checkpoint's state in `workdir` (for evaluation, visualisation, export).
 
-    Use `state.eval_variables` with `model.apply(..., train=False)`.
+    Use `state.nets[name].eval_variables` with `nets[name].apply(..., train=False)`.
     """
     s = _restore_latest(config, workdir, devices)
-    return s.model, s.state
+    return s.nets, s.state
 
 
 def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | None = None
                         ) -> dict[str, Any]:
-    """`--mode=eval`: evaluates the latest checkpoint; writes `eval_results.json` (results.json is untouched)."""
+    """`--mode=eval`: runs every `at_end` evaluator on the latest checkpoint; writes `eval_results.json`
+    (results.json is untouched)."""
     s = _restore_latest(config, workdir, devices)
-    if has_protocol(config):
-        metrics = final_evaluation(config, s, s.state)
-    else:
-        eval_step = s.par.compile(classification.make_eval_step(s.model, axis_name=parallel.AXIS), donate=False)
-        metrics = evaluate(s.par, eval_step, s.state, config)
-    results = {'step': s.start_step, 'eval': metrics, 'config': config.to_dict()}
+    results: dict[str, Any] = {'step': s.start_step}
+    for name in s.evaluations.at_end():
+        results[s.evaluations.entries[name].results_key] = metrics = s.evaluations.run(name, s.state)
+        logging.info('evals.%s of step %d: %s', name, s.start_step, progress.format_metrics(metrics))
+    results['config'] = config.to_dict()
     if jax.process_index() == 0:
         _write_json(workdir, 'eval_results.json', results)
-    logging.info('eval of step %d: %s', s.start_step, metrics)
     return results
 
 
@@ -197,37 +172,57 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
     Returns the results dict, or None when the run stopped early on a preemption request (after saving).
     """
     s = _setup(config, workdir, devices)
-    par, ckpt, total_steps, start_step, model = s.par, s.ckpt, s.total_steps, s.start_step, s.model
-    mesh = s.mesh
+    par, ckpt, total_steps, start_step, evaluations = s.par, s.ckpt, s.total_steps, s.start_step, s.evaluations
     is_main = jax.process_index() == 0
     batches = pipeline.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
                                      start_step=start_step, process_index=jax.process_index(),
                                      process_count=jax.process_count())
     first = next(batches)
     batches = itertools.chain([first], batches)
-    _init_or_restore(config, s, tuple(first['image'].shape[1:]))
-    state, n_params = s.state, s.n_params
-    tx, schedule = s.tx, s.schedule
+    _init_or_restore(config, s, batch_spec(first))
+    state = s.state
 
-    train_step = par.compile(classification.make_train_step(
-        model, tx, schedule, axis_name=parallel.AXIS, loss_is_global=par.loss_is_global,
-        aux_loss_weight=config.aux_loss_weight, ema_decay=config.ema_decay))
-    eval_step = par.compile(classification.make_eval_step(model, axis_name=parallel.AXIS), donate=False)
+    train_step = par.compile(s.task.make_train_step(config, s.nets, s.optimizers, axis_name=parallel.AXIS,
+                                                    loss_is_global=par.loss_is_global))
     plateau = optim.plateau(config.optimizer)
-    report_plateau = jax.jit(lambda st, err: st.replace(opt_state=plateau.report(st.opt_state, err)),
-                             donate_argnums=0, out_shardings=parallel.replicated(mesh)) if plateau else None
+    report_plateau = jax.jit(lambda st, value: st.replace(nets=plateau.report(st.nets, value)),
+                             donate_argnums=0, out_shardings=parallel.replicated(s.mesh)) if plateau else None
+    watched = evaluations.watched
+    best = ckpt.meta().get('best') if start_step else None
+    log_every = intervals.to_steps(config.log_every, s.steps_per_epoch, what='log_every')
+    checkpoint_every = intervals.to_steps(config.checkpoint_every, s.steps_per_epoch, what='checkpoint_every')
     writer = progress.MetricWriter(workdir, enabled=is_main)
     throughput = progress.Throughput(config.batch_size, total_steps)
     preemption = checkpoint.PreemptionWatcher()
     last_good = start_step or None
     pending: list[dict[str, jax.Array]] = []
     step = start_step
-    eval_metrics: dict[str, float] | None = None
+    latest: dict[str, dict[str, float]] = {}  # Latest numbers of each evaluator, by name.
     train_metrics: dict[str, float] | None = None
     # Several CPU processes (the simulated multi-host path) can deadlock in gloo collectives when steps are
     # dispatched ahead of each other; waiting for each step there costs little. Accelerators keep async dispatch.
     sync_each_step = jax.process_count() > 1 and jax.devices()[0].platform == 'cpu'
     t_start = time.time()
+
+    def run_evaluation(name: str, state: TrainState, step: int) -> TrainState:
+        nonlocal best
+        with throughput.excluded():
+            metrics = latest[name] = evaluations.run(name, state)
+        logging.info('evals.%s at step %d: %s', name, step, progress.format_metrics(metrics))
+        writer.scalars(step, {f'{evaluations.entries[name].results_key}/{k}': v for k, v in metrics.items()})
+        if watched is not None and name == watched.evaluator:
+            if watched.metric not in metrics:
+                raise KeyError(f'optimizer.plateau_metric={watched.name!r}: evals.{name} returns '
+                               f'{", ".join(metrics)}.')
+            value = metrics[watched.metric]
+            if improved(best, value):
+                best = {'metric': watched.name, 'value': value, 'step': step}
+            # "Divide the rate by 10 when the validation error stops improving" (AlexNet sec. 5): only periodic
+            # evaluations during training drive the schedule.
+            if report_plateau is not None and evaluations.every[name]:
+                state = report_plateau(state, value)
+        return state
+
     try:
         while step < total_steps:
             state, metrics = train_step(state, par.shard_batch(next(batches)))
@@ -239,54 +234,48 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
                 jax.block_until_ready(metrics)
                 throughput.start(step)
             stopping = preemption.requested(step)
-            if step % config.log_every_steps == 0 or step == total_steps:
+            last = step == total_steps
+            if (log_every and step % log_every == 0) or last:
                 _check_finite(pending, step - len(pending) + 1, last_good)
                 mean = train_metrics = _mean_metrics(pending)
                 pending = []
-                ips = throughput.images_per_second(step, since_last=True)
-                progress.log_train(step, total_steps, mean, ips, throughput.eta_seconds(step, ips))
-                writer.scalars(step, {f'train/{k}': v for k, v in mean.items()} | {'train/images_per_s': ips})
-            if step % config.eval_every_steps == 0 or step == total_steps:
-                with throughput.excluded():
-                    eval_metrics = evaluate(par, eval_step, state, config)
-                logging.info('eval at step %d: top1 %.4f  top5 %.4f  loss %.4f', step, eval_metrics['top1'],
-                             eval_metrics['top5'], eval_metrics['loss'])
-                if plateau is not None:  # "Divide the rate by 10 when the validation error stops improving."
-                    state = report_plateau(state, 1.0 - eval_metrics['top1'])
-                writer.scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
-            if step % config.checkpoint_every_steps == 0 or step == total_steps or stopping:
+                per_s = throughput.examples_per_second(step, since_last=True)
+                progress.log_train(step, total_steps, mean, per_s, throughput.eta_seconds(step, per_s))
+                writer.scalars(step, {f'train/{k}': v for k, v in mean.items()} | {'train/examples_per_s': per_s})
+            for name in evaluations.due(step, last=last):
+                state = run_evaluation(name, state, step)
+            if (checkpoint_every and step % checkpoint_every == 0) or last or stopping:
                 with throughput.excluded():
                     _check_finite(pending, step - len(pending) + 1, last_good)
-                    if ckpt.save(step, state, force=True):
+                    if ckpt.save(step, state, force=True, extra={'best': best}):
                         last_good = step
             if stopping:
                 logging.warning('Preempted: checkpoint saved at step %d; rerun the same command to resume.', step)
                 return None
-        if eval_metrics is None:  # Resumed from a checkpoint at (or past) the last step.
-            eval_metrics = evaluate(par, eval_step, state, config)
-        periodic_metrics = eval_metrics
-        if has_protocol(config):
-            eval_metrics = final_evaluation(config, s, state)
+        for name in evaluations.at_end():
+            if name not in latest:  # Resumed from a checkpoint at (or past) the last step.
+                state = run_evaluation(name, state, step)
     finally:
         ckpt.wait()
         ckpt.close()
         writer.close()
         preemption.close()
 
-    results = {
+    results: dict[str, Any] = {evaluations.entries[name].results_key: m for name, m in latest.items()}
+    results |= {
         'step': step,
-        'eval': eval_metrics,  # The final protocol (config.evaluation) if set, else the last periodic eval.
-        'eval_periodic': periodic_metrics,
         'train': train_metrics,  # Means over the last logging interval.
-        'train_images_per_s': _finite_or_none(throughput.images_per_second(step)),
-        'num_params': n_params,
-        'num_devices': int(mesh.devices.size),
+        'best': best,  # The best value of optimizer.plateau_metric seen in training, and its step.
+        'train_examples_per_s': _finite_or_none(throughput.examples_per_second(step)),
+        'num_params': s.n_params,
+        'num_devices': int(s.mesh.devices.size),
         'num_processes': jax.process_count(),
         'wall_seconds_this_run': time.time() - t_start,
         'config': config.to_dict(),
     }
     if is_main:
         _write_json(workdir, 'results.json', results)
-    logging.info('Done: step %d, eval top1 %.4f, %.1f train img/s', step, eval_metrics['top1'],
-                 results['train_images_per_s'])
+    logging.info('Done: step %d, %s, %.1f train examples/s', step, '; '.join(
+        f'{k}: {progress.format_metrics(results[k])}' for k in evaluations.results_keys()),
+        results['train_examples_per_s'] or float('nan'))
     return results

@@ -33,7 +33,7 @@ def make_schedule(opt: ConfigDict, *, steps_per_epoch: int, total_steps: int) ->
     """Learning rate as a function of the step (after an optional linear warm-up)."""
     lr = opt.learning_rate
     name = opt.schedule
-    unit = opt.get('boundary_unit', 'epochs')
+    unit = opt.boundary_unit
     if name in ('constant', 'plateau'):  # 'plateau': constant here, lowered by `plateau()` after evaluations.
         schedule = optax.constant_schedule(lr)
     elif name == 'step':
@@ -49,13 +49,13 @@ def make_schedule(opt: ConfigDict, *, steps_per_epoch: int, total_steps: int) ->
         schedule = optax.cosine_decay_schedule(lr, decay_steps=max(1, total_steps))
     else:
         raise ValueError(f'Unknown optimizer.schedule {name!r}; valid: {", ".join(SCHEDULES)}.')
-    warmup = int(opt.get('warmup_steps', 0))
+    warmup = int(opt.warmup_steps)
     if warmup > 0:
         base = schedule
-        kind = opt.get('warmup_kind', 'linear')
+        kind = opt.warmup_kind
         if kind not in ('linear', 'constant'):
             raise ValueError(f"optimizer.warmup_kind must be 'linear' or 'constant', got {kind!r}.")
-        factor = opt.get('warmup_factor', 0.1)
+        factor = opt.warmup_factor
 
         # 'linear': ramp from 0 to the schedule's rate; 'constant': a fixed fraction of it (ResNet-110, sec. 4.2:
         # 0.01 instead of 0.1 for the first ~400 iterations). The schedule itself is not shifted.
@@ -83,7 +83,7 @@ def plateau(opt: ConfigDict) -> transforms.Plateau | None:
 
 def make_optimizer(opt: ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
     """SGD with momentum and coupled weight decay (see the module docstring), plus the options papers need."""
-    velocity = opt.get('velocity', 'lr_outside')
+    velocity = opt.velocity
     if velocity not in VELOCITIES:
         raise ValueError(f"optimizer.velocity must be one of {', '.join(VELOCITIES)}, got {velocity!r}.")
     parts = []
@@ -95,6 +95,6 @@ def make_optimizer(opt: ConfigDict, schedule: optax.Schedule) -> optax.GradientT
         rate.append(controller.transform())  # The plateau multiplier acts exactly where the rate acts.
     momentum = [optax.trace(decay=opt.momentum, nesterov=opt.nesterov)] if opt.momentum else []
     parts += momentum + rate if velocity == 'lr_outside' else rate + momentum
-    if opt.get('filter_rms_max', 0.0):
+    if opt.filter_rms_max:
         parts.append(transforms.renormalize_filters(opt.filter_rms_max))
     return optax.chain(*parts)

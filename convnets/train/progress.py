@@ -1,5 +1,5 @@
-"""Progress reporting: log lines with images/s and ETA (compile, eval and checkpoint time excluded) and
-TensorBoard event files in the workdir."""
+"""Progress reporting: log lines with examples/s and ETA (compile, eval and checkpoint time excluded) and
+TensorBoard event files in the workdir. Any metric names a task returns are logged as they come."""
 
 import contextlib
 import time
@@ -10,7 +10,7 @@ from absl import logging
 
 
 class Throughput:
-    """Measures steady-state training speed in images/s.
+    """Measures steady-state training speed in examples/s (images, clips, ... whatever a batch row is).
 
     `start(step)` is called once the first (compiling) step has completed, so compilation is excluded; time spent
     inside `with throughput.excluded():` (evaluation, checkpointing) is not counted either.
@@ -37,7 +37,7 @@ class Throughput:
         finally:
             self._excluded += time.perf_counter() - t
 
-    def images_per_second(self, step: int, since_last: bool = False) -> float:
+    def examples_per_second(self, step: int, since_last: bool = False) -> float:
         """Average since `start`, or since the previous call with since_last=True."""
         if self._start is None:
             return float('nan')
@@ -48,10 +48,10 @@ class Throughput:
         dt = now - ref[1]
         return (step - ref[0]) * self.batch / dt if dt > 0 and step > ref[0] else float('nan')
 
-    def eta_seconds(self, step: int, images_per_s: float) -> float:
-        if not np.isfinite(images_per_s) or images_per_s <= 0:
+    def eta_seconds(self, step: int, examples_per_s: float) -> float:
+        if not np.isfinite(examples_per_s) or examples_per_s <= 0:
             return float('nan')
-        return (self.total_steps - step) * self.batch / images_per_s
+        return (self.total_steps - step) * self.batch / examples_per_s
 
 
 def format_eta(seconds: float) -> str:
@@ -84,6 +84,11 @@ class MetricWriter:
             self._writer.close()
 
 
-def log_train(step: int, total: int, metrics: Mapping[str, float], images_per_s: float, eta_s: float) -> None:
-    logging.info('step %d/%d  loss %.4f  top1 %.4f  lr %.4g  %.1f img/s  eta %s', step, total, metrics['loss'],
-                 metrics['top1'], metrics['lr'], images_per_s, format_eta(eta_s))
+def format_metrics(metrics: Mapping[str, float]) -> str:
+    """'loss 0.1234  top1 0.9688  lr 0.05': every metric, in the order the task returned them."""
+    return '  '.join(f'{k} {v:.4g}' for k, v in metrics.items())
+
+
+def log_train(step: int, total: int, metrics: Mapping[str, float], examples_per_s: float, eta_s: float) -> None:
+    logging.info('step %d/%d  %s  %.1f ex/s  eta %s', step, total, format_metrics(metrics), examples_per_s,
+                 format_eta(eta_s))

@@ -1,4 +1,10 @@
-"""The train state: everything a resumed run needs, as one pytree that orbax saves and restores."""
+"""The train state: everything a resumed run needs, as one pytree that orbax saves and restores.
+
+A task trains one or more networks (a classifier; a GAN's generator and discriminator; a detector whose parts may
+be frozen). Each network's parameters, BatchNorm statistics, optimiser state and Polyak average live in a
+`NetState`; the `TrainState` holds them by name next to the step and the base PRNG key, so the loop, checkpointing
+and the parallel wrappers handle every task without knowing how many networks it has.
+"""
 
 from typing import Any
 
@@ -7,25 +13,19 @@ from flax import struct
 
 
 @struct.dataclass
-class TrainState:
-    """Parameters, BatchNorm statistics, optimiser state, step and the base PRNG key.
+class NetState:
+    """One network: parameters, BatchNorm statistics ({} without BN), optimiser state and Polyak average."""
 
-    The data pipeline position is not stored separately: it is a pure function of `step` (see
-    `convnets.data.pipeline.train_batches`), so restoring the step restores the input stream exactly.
-    """
-
-    step: jax.Array
     params: Any
     batch_stats: Any
     opt_state: Any
-    rng: jax.Array  # Raw uint32[2] key; per-step keys are derived with fold_in(rng, step).
     # Polyak averaging (GoogLeNet sec. 6): an exponential moving average of the parameters, used for evaluation;
     # {} when disabled (config.ema_decay == 0).
     ema_params: Any = struct.field(default_factory=dict)
 
     @property
     def variables(self) -> dict[str, Any]:
-        """The model variables for `module.apply` during training."""
+        """The variables for `module.apply` during training."""
         return self._with_stats(self.params)
 
     @property
@@ -37,3 +37,47 @@ class TrainState:
         if self.batch_stats:
             return {'params': params, 'batch_stats': self.batch_stats}
         return {'params': params}
+
+
+@struct.dataclass
+class TrainState:
+    """The step, the base PRNG key and every network's `NetState`, by name.
+
+    The data pipeline position is not stored separately: it is a pure function of `step` (see
+    `convnets.data.pipeline.train_batches`), so restoring the step restores the input stream exactly.
+
+    Single-network tasks (classification) name their network 'model'; `net`, `params`, `variables` and
+    `eval_variables` are shorthands for that network and raise a clear error on multi-network states.
+    """
+
+    step: jax.Array
+    rng: jax.Array  # Raw uint32[2] key; per-step keys are derived with fold_in(rng, step).
+    nets: dict[str, NetState]
+
+    @property
+    def net(self) -> NetState:
+        """The only network of a single-network state."""
+        if len(self.nets) != 1:
+            raise ValueError(f'This state holds several networks ({", ".join(self.nets)}): use state.nets[name].')
+        return next(iter(self.nets.values()))
+
+    @property
+    def params(self) -> Any:
+        return self.net.params
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        return self.net.variables
+
+    @property
+    def eval_variables(self) -> dict[str, Any]:
+        return self.net.eval_variables
+
+    def replace_net(self, name: str, **fields: Any) -> 'TrainState':
+        """A copy with fields of network `name` replaced."""
+        return self.replace(nets={**self.nets, name: self.nets[name].replace(**fields)})
+
+
+def num_params(state: TrainState) -> int:
+    """Trainable parameters over all networks."""
+    return sum(int(x.size) for net in state.nets.values() for x in jax.tree.leaves(net.params))

@@ -194,8 +194,8 @@ def visualize(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device]
 
     Returns ``{'files': [PNG paths], 'index': path of index.html}``.
     """
-    model, state = loop.restore_for_inference(config, workdir, devices=devices or jax.local_devices()[:1])
-    variables = jax.device_get(state.eval_variables)
+    nets, state = loop.restore_for_inference(config, workdir, devices=devices or jax.local_devices()[:1])
+    model, variables = nets['model'], jax.device_get(state.nets['model'].eval_variables)
     step = int(jax.device_get(state.step))
     num = int(_setting(config, 'num_images', 256))
     x, y = _eval_images(config, num)

@@ -1,10 +1,14 @@
-"""Image classification: loss, metrics, and the per-device train / eval step functions.
+"""Image (and clip) classification: cross-entropy training with optional auxiliary heads and Polyak averaging.
 
 The step functions are written for ONE device's slice of the batch and run under `convnets.parallel.Parallel`
 (shard_map or pmap) with the mesh axis `axis_name`. They know no paper: the model and optimiser come in built.
+Video classification is this task on clips: the batch's 'image' is then [B, T, H, W, C] and the model a 3D CNN.
+
+Batches hold 'image' and 'label' (int32 class index). Evaluators: 'classification' (top-1/top-5 accuracy, loss;
+multiple views, crops and eval-only model overrides: `convnets.evaluate.classification`).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -12,10 +16,14 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
+from ml_collections import ConfigDict
 
-from convnets.evaluate import multiview
-from convnets.train import transforms
-from convnets.train.state import TrainState
+from convnets.evaluate import classification as classification_eval
+from convnets.tasks import base
+from convnets.train import optim, transforms
+from convnets.train.state import NetState, TrainState
+
+NET = 'model'  # The one network's name in TrainState.nets.
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -45,12 +53,13 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, Any]]:
         # Dropout masks differ per device and per step; everything else is deterministic.
         rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), lax.axis_index(axis_name))
-        has_bn = bool(state.batch_stats)
+        net = state.nets[NET]
+        has_bn = bool(net.batch_stats)
 
         mutable = (['batch_stats'] if has_bn else []) + (['aux_logits'] if aux_loss_weight else [])
 
         def loss_fn(params):
-            variables = {'params': params, 'batch_stats': state.batch_stats} if has_bn else {'params': params}
+            variables = {'params': params, 'batch_stats': net.batch_stats} if has_bn else {'params': params}
             logits, new_vars = model.apply(variables, batch['image'], train=True, rngs={'dropout': rng},
                                            mutable=mutable)
             main_loss = jnp.mean(cross_entropy(logits, batch['label']))
@@ -61,50 +70,30 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
                 loss = lax.pmean(loss, axis_name)
             return loss, (logits, new_vars, main_loss)
 
-        (loss, (logits, new_vars, main_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, (logits, new_vars, main_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(net.params)
         if not loss_is_global:
             grads = lax.pmean(grads, axis_name)
             loss = lax.pmean(loss, axis_name)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new_state = state.replace(
-            step=state.step + 1,
+        updates, opt_state = tx.update(grads, net.opt_state, net.params)
+        params = optax.apply_updates(net.params, updates)
+        new_net = net.replace(
             params=params,
             opt_state=opt_state,
-            batch_stats=new_vars['batch_stats'] if has_bn else state.batch_stats,
-            ema_params=jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema_params, params)
-            if ema_decay else state.ema_params,
+            batch_stats=new_vars['batch_stats'] if has_bn else net.batch_stats,
+            ema_params=jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, net.ema_params, params)
+            if ema_decay else net.ema_params,
         )
+        new_state = state.replace(step=state.step + 1, nets={**state.nets, NET: new_net})
         metrics = {
             'loss': loss,  # The training objective (main + weighted auxiliary losses).
             'main_loss': lax.pmean(main_loss, axis_name),
             'top1': lax.pmean(jnp.mean(topk_correct(logits, batch['label'], 1)), axis_name),
-            'lr': jnp.asarray(schedule(state.step), jnp.float32) * transforms.rate_multiplier(state.opt_state),
+            'lr': jnp.asarray(schedule(state.step), jnp.float32) * transforms.rate_multiplier(net.opt_state),
             'grad_norm': optax.global_norm(grads),
             # Catches a step whose update overflowed even though its loss and gradient were still finite.
-            'param_norm': optax.global_norm(new_state.params),
+            'param_norm': optax.global_norm(new_net.params),
         }
         return new_state, metrics
-
-    return step
-
-
-def make_eval_step(model: nn.Module, *, axis_name: str) -> Callable[[TrainState, dict], dict]:
-    """Sums (not means) of loss and top-1/top-5 hits over the real examples of a padded global batch.
-
-    Images [B, H, W, C], or [B, K, H, W, C] for K crops per example whose softmax is averaged (multi-crop).
-    """
-
-    def step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        log_probs = multiview.crop_averaged_log_probs(model, state.eval_variables, batch['image'])
-        labels, mask = batch['label'], batch['mask']
-        sums = {
-            'loss': -jnp.sum(jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0] * mask),
-            'top1': jnp.sum(topk_correct(log_probs, labels, 1) * mask),
-            'top5': jnp.sum(topk_correct(log_probs, labels, 5) * mask),
-            'count': jnp.sum(mask),
-        }
-        return lax.psum(sums, axis_name)
 
     return step
 
@@ -120,5 +109,36 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,
     variables = model.init({'params': init_rng, 'dropout': init_rng}, jnp.zeros((1, *image_shape), jnp.float32),
                            train=False)
     params = variables['params']
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables.get('batch_stats', {}),
-                      opt_state=tx.init(params), rng=state_rng, ema_params=params if ema else {})
+    net = NetState(params=params, batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
+                   ema_params=params if ema else {})
+    return TrainState(step=jnp.zeros((), jnp.int32), rng=state_rng, nets={NET: net})
+
+
+class Classification(base.Task):
+    """One classifier (`config.model`), SGD from `config.optimizer`, cross-entropy (+ `config.aux_loss_weight`
+    times the auxiliary heads' losses), Polyak averaging with `config.ema_decay`."""
+
+    evaluators = {'classification': classification_eval.make_evaluator}
+
+    def build_nets(self, config: ConfigDict) -> dict[str, nn.Module]:
+        return {NET: base.build_model(config.model)}
+
+    def make_optimizers(self, config: ConfigDict, *, steps_per_epoch: int, total_steps: int
+                        ) -> dict[str, base.Optimizer]:
+        schedule = optim.make_schedule(config.optimizer, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+        return {NET: base.Optimizer(optim.make_optimizer(config.optimizer, schedule), schedule)}
+
+    def init_state(self, config: ConfigDict, nets: Mapping[str, nn.Module], optimizers: Mapping[str, base.Optimizer],
+                   batch_spec: base.BatchSpec) -> TrainState:
+        return init_state(nets[NET], optimizers[NET].tx, config.seed, tuple(batch_spec['image'].shape),
+                          ema=config.ema_decay > 0)
+
+    def make_train_step(self, config: ConfigDict, nets: Mapping[str, nn.Module],
+                        optimizers: Mapping[str, base.Optimizer], *, axis_name: str, loss_is_global: bool
+                        ) -> base.StepFn:
+        return make_train_step(nets[NET], optimizers[NET].tx, optimizers[NET].schedule, axis_name=axis_name,
+                               loss_is_global=loss_is_global, aux_loss_weight=config.aux_loss_weight,
+                               ema_decay=config.ema_decay)
+
+
+TASK = Classification()

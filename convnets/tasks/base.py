@@ -1,0 +1,99 @@
+"""What a task provides to the one training loop, and the helpers tasks share.
+
+A task is what differs between classification, detection, video and GANs: which networks it trains, their
+optimisers, the initial state, the per-device train step and its metrics, and the evaluators its configs may name.
+Everything else — data-parallel execution, checkpoints and resume, preemption, the NaN guard, progress and ETA,
+TensorBoard, the plateau schedule, results.json — is the loop's (`convnets.train.loop`) and is the same for every
+task. `config.task` names the task: a module of this package (`'classification'`) or any importable module path
+(`'tests.test_tasks'`); the module defines `TASK`, an instance of a `Task` subclass.
+
+Contracts:
+- `train_step(state, batch) -> (state, metrics)` runs on ONE device's slice of the global batch under
+  `convnets.parallel.Parallel` with the mesh axis `axis_name`; `metrics` is a dict of named scalars, already
+  averaged over devices, every one of which must stay finite (the loop's NaN guard checks them all).
+- An evaluator (built by `Task.evaluators[type](context, eval_config)`) maps a state to a dict of named floats.
+  The loop runs it on the cadence of its config entry (`config.evals.<name>`) and writes its numbers to
+  results.json under the entry's `results_key`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import optax
+from jax.sharding import Mesh
+from ml_collections import ConfigDict
+
+from convnets import models, parallel
+from convnets.train.state import TrainState
+
+StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
+Evaluator = Callable[[TrainState], dict[str, float]]
+BatchSpec = Mapping[str, jax.ShapeDtypeStruct]  # Per-example shape and dtype of every batch key.
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """A network's optax transformation and its learning-rate schedule (for the logged `lr`)."""
+
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalContext:
+    """What an evaluator is built from: the run's config, its mesh and the task's networks."""
+
+    config: ConfigDict
+    name: str  # The evaluator's entry in config.evals.
+    mesh: Mesh
+    nets: Mapping[str, nn.Module]
+
+
+EvaluatorFactory = Callable[[EvalContext, ConfigDict], Evaluator]
+
+
+class Task(abc.ABC):
+    """Subclass per task; the loop calls only these methods and `evaluators`."""
+
+    # Evaluator types this task's configs may name in `config.evals.<name>.type`.
+    evaluators: Mapping[str, EvaluatorFactory] = {}
+
+    def architecture(self, config: ConfigDict) -> dict[str, Any]:
+        """The config sections that fix the shapes of the state; a workdir holding another architecture is
+        refused on resume. Override for tasks whose networks are configured elsewhere than `config.model`."""
+        return {'model': config.model.to_dict()}
+
+    @abc.abstractmethod
+    def build_nets(self, config: ConfigDict) -> dict[str, nn.Module]:
+        """The networks, by name (the names of `TrainState.nets`)."""
+
+    @abc.abstractmethod
+    def make_optimizers(self, config: ConfigDict, *, steps_per_epoch: int, total_steps: int
+                        ) -> dict[str, Optimizer]:
+        """One optimiser per trained network (frozen networks may have none)."""
+
+    @abc.abstractmethod
+    def init_state(self, config: ConfigDict, nets: Mapping[str, nn.Module], optimizers: Mapping[str, Optimizer],
+                   batch_spec: BatchSpec) -> TrainState:
+        """The fresh state from `config.seed`; traced under jit with replicated outputs (no side effects)."""
+
+    @abc.abstractmethod
+    def make_train_step(self, config: ConfigDict, nets: Mapping[str, nn.Module],
+                        optimizers: Mapping[str, Optimizer], *, axis_name: str, loss_is_global: bool) -> StepFn:
+        """The per-device train step (see the module docstring and `convnets.parallel` for `loss_is_global`)."""
+
+
+def build_model(model_config: ConfigDict) -> nn.Module:
+    """The model `model_config.name` with the other fields as hyperparameters; models with BatchNorm get their
+    statistics synchronised over the data-parallel axis."""
+    kwargs = {k: v for k, v in model_config.to_dict().items() if k != 'name'}
+    model = models.get_model(model_config.name, **kwargs)
+    if 'bn_axis_name' in {f.name for f in dataclasses.fields(model)}:
+        model = model.clone(bn_axis_name=parallel.AXIS)
+    return model
