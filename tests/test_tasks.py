@@ -193,3 +193,16 @@ def test_toy_task_resumes_after_sigkill_on_8_devices(tmp_path, digits_dir):
         resumed, uninterrupted = json.load(a), json.load(b)
     assert resumed['eval'] == uninterrupted['eval'] and resumed['best'] == uninterrupted['best']
     assert np.isfinite(resumed['eval']['fast_mse'])
+
+
+def test_the_loop_names_no_task():
+    """The loop reads no classification names: tasks bring their metrics, batches and evaluators."""
+    import re
+
+    from convnets.train import evaluations
+
+    for module in (loop, evaluations):
+        with open(module.__file__) as f:
+            source = f.read()
+        found = re.findall(r'top1|top5|label|logits|image|classif|cross_entropy|crops', source, flags=re.IGNORECASE)
+        assert not found, (module.__name__, found)
