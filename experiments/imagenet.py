@@ -11,10 +11,11 @@ CPU smoke runs without ImageNet: TFDS `imagenette` (10 ImageNet classes, 1.5 GB 
 
 from ml_collections import ConfigDict
 
+from convnets.data import constants
 from experiments import default
 
-# Mean RGB over the ILSVRC-2012 training set, in 0..255 pixel units (the values of the Caffe/torch ports).
-RGB_MEAN = (123.68, 116.78, 103.94)
+# Mean RGB over the ILSVRC-2012 training set, in 0..255 pixel units (one source: convnets.data.constants).
+RGB_MEAN = constants.IMAGENET_RGB_MEAN
 
 
 def subtract_mean() -> str:

@@ -28,16 +28,19 @@ def _dynamic(images, seeds=None) -> tf.data.Dataset:
     )
 
 
-def _apply(fn, image, seed=SEED) -> np.ndarray:
-    """Applies fn eagerly, in tf.data with static and with dynamic (None) image shape; all must agree."""
-    eager = fn({"image": tf.constant(image), "label": tf.constant(3)}, seed)["image"].numpy()
+def _apply(fn, image, seed=SEED, key="image") -> np.ndarray:
+    """Applies fn eagerly, in tf.data with static and with dynamic (None) image shape; all must agree.
+
+    Returns the output feature ``key`` ('crops' for the multi-view ops).
+    """
+    eager = fn({"image": tf.constant(image), "label": tf.constant(3)}, seed)[key].numpy()
     static = tf.data.Dataset.from_tensors(({"image": image, "label": 3}, seed)).map(fn)
     for ds in (static, _dynamic([image], [seed]).map(fn)):
         out = next(iter(ds))
-        np.testing.assert_array_equal(out["image"].numpy(), eager)
+        np.testing.assert_array_equal(out[key].numpy(), eager)
         assert int(out["label"]) == 3
     return eager
 
 
-def _eager(fn, image, seed=SEED) -> np.ndarray:
-    return fn({"image": tf.constant(image)}, seed)["image"].numpy()
+def _eager(fn, image, seed=SEED, key="image") -> np.ndarray:
+    return fn({"image": tf.constant(image)}, seed)[key].numpy()

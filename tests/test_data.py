@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from convnets.data import digits, ops, pipeline
+from experiments import default
 
 N_TRAIN, N_TEST = 1437, 360
 
@@ -27,14 +28,15 @@ def data_dir(tmp_path_factory) -> str:
 
 @pytest.fixture
 def cfg(data_dir):
-    """Returns a factory of `data` config sections on the prepared digits dataset."""
+    """Returns a factory of `data` config sections (experiments/default.py's) on the prepared digits dataset."""
 
     def make(**overrides) -> ml_collections.ConfigDict:
-        base = dict(name="convnets_digits", data_dir=data_dir, manual_dir=None, download=False)
-        base.update(train_split="train", eval_split="test", shuffle_buffer=10_000, cache=True, prefetch=2)
-        base.update(process_split="global_order", eval_preprocess="decode|value_range(-0.1, 1.175)")
-        base["train_preprocess"] = "decode|random_crop(32, pad=2)|flip_lr|value_range(-0.1, 1.175)"
-        return ml_collections.ConfigDict({**base, **overrides})
+        data = default.get_config().data
+        data.update(dict(name="convnets_digits", data_dir=data_dir, download=False, cache=True))
+        data.update(eval_preprocess="decode|value_range(-0.1, 1.175)")
+        data.update(train_preprocess="decode|random_crop(32, pad=2)|flip_lr|value_range(-0.1, 1.175)")
+        data.update(overrides)
+        return data
 
     return make
 
@@ -217,7 +219,7 @@ def test_parse_seeds_ops_independently_and_purely():
     [
         ("resize(32)|bogus", "unknown preprocessing op 'bogus'; valid ops: "),
         ("resize(1, 2, 3)", "resize(size"),
-        ("flip_lr(p=0.3)", "flip_lr()"),
+        ("flip_lr(p=0.3)", "flip_lr(*, key='image', boxes_key=None)"),
         ("resize(x)", "must be Python literals"),
         ("resize(32", "cannot parse"),
         ("random_crop(32, pad=-1)", "pad must be a non-negative int"),

@@ -1,14 +1,15 @@
-"""Tests of the ImageNet preprocessing ops of AlexNet, ZF Net and VGG (convnets.data.ops_imagenet)."""
+"""Tests of the ImageNet preprocessing ops of AlexNet, ZF Net and VGG (geometry, colour, views of convnets.data.ops)."""
 
 from __future__ import annotations
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from convnets.data import ops, ops_imagenet, pipeline
-from convnets.data.ops_imagenet import IMAGENET_EIGVAL, IMAGENET_EIGVEC, IMAGENET_RGB_MEAN
+from convnets.data import ops, pipeline
+from convnets.data.constants import IMAGENET_EIGVAL, IMAGENET_EIGVEC, IMAGENET_RGB_MEAN
+from convnets.data.ops.colour import compute_mean_image
+from experiments import default
 from tests.op_testing import SEED, _apply, _coords, _dynamic, _image
 
 MEAN = f"subtract_mean({IMAGENET_RGB_MEAN})"
@@ -138,10 +139,10 @@ def test_subtract_mean_image(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         ops.parse(f"subtract_mean_image({str(tmp_path / 'missing.npy')!r})")
     images = np.random.default_rng(3).uniform(0, 255, (6, 4, 5, 3)).astype(np.float32)
-    np.testing.assert_allclose(ops_imagenet.compute_mean_image([images[:4], images[4:]]), images.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(compute_mean_image([images[:4], images[4:]]), images.mean(0), rtol=1e-6)
     ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": np.zeros(6)})
-    np.testing.assert_allclose(ops_imagenet.compute_mean_image(ds), images.mean(0), rtol=1e-6)
-    np.testing.assert_allclose(ops_imagenet.compute_mean_image(ds, max_examples=2), images[:2].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(compute_mean_image(ds), images.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(compute_mean_image(ds, max_examples=2), images[:2].mean(0), rtol=1e-6)
 
 
 def _expected_five(image: np.ndarray, h: int, w: int) -> list[np.ndarray]:
@@ -154,21 +155,22 @@ def _expected_five(image: np.ndarray, h: int, w: int) -> list[np.ndarray]:
 def test_ten_crop_and_five_crop_exact_windows():
     image = _coords(7, 9)
     five = _expected_five(image, 4, 4)
-    out = _apply(ops.parse("ten_crop(4)"), image)
+    out = _apply(ops.parse("ten_crop(4)"), image, key="crops")
     assert out.shape == (10, 4, 4, 2)
     for i in range(5):
         np.testing.assert_array_equal(out[i], five[i])
         np.testing.assert_array_equal(out[5 + i], five[i][:, ::-1])
     assert out[0, 0, 0].tolist() == [0, 0] and out[3, -1, -1].tolist() == [6, 8] and out[4, 0, 0].tolist() == [1, 2]
-    np.testing.assert_array_equal(_apply(ops.parse("five_crop(4)"), image), out[:5])
+    np.testing.assert_array_equal(_apply(ops.parse("five_crop(4)"), image, key="crops"), out[:5])
     np.testing.assert_array_equal(
-        _apply(ops.parse("ten_crop((3, 5))"), image)[:5], np.stack(_expected_five(image, 3, 5))
+        _apply(ops.parse("ten_crop((3, 5))"), image, key="crops")[:5], np.stack(_expected_five(image, 3, 5))
     )
     # Differently sized images, dynamic shapes, batched to [B, 10, h, w, C].
     images = [_coords(7, 9), _coords(10, 6), _coords(5, 5)]
-    ds = _dynamic(images).map(ops.parse("ten_crop(5)")).batch(3)
-    assert ds.element_spec["image"].shape.as_list() == [None, 10, 5, 5, 2]
-    batch = next(iter(ds))["image"].numpy()
+    # 'image' keeps its own size per example: keep only the views to batch them.
+    ds = _dynamic(images).map(ops.parse("ten_crop(5)|keep('crops', 'label')")).batch(3)
+    assert ds.element_spec["crops"].shape.as_list() == [None, 10, 5, 5, 2]
+    batch = next(iter(ds))["crops"].numpy()
     for b, image in enumerate(images):
         expected = _expected_five(image, 5, 5)
         np.testing.assert_array_equal(batch[b], np.stack(expected + [e[:, ::-1] for e in expected]))
@@ -180,7 +182,7 @@ def test_ten_crop_and_five_crop_exact_windows():
 
 def test_random_ten_crop_picks_the_ten_views():
     image = _coords(7, 9)
-    views = _apply(ops.get("ten_crop", 4), image)
+    views = _apply(ops.get("ten_crop", 4), image, key="crops")
     op = ops.get("random_ten_crop", 4)
     for seed in _seeds(2):
         np.testing.assert_array_equal(_apply(op, image, seed), _apply(op, image, seed))
@@ -194,10 +196,11 @@ def test_hflip_and_flip_views():
     image = _image(3, 4, 2)
     np.testing.assert_array_equal(_apply(ops.parse("hflip"), image), image[:, ::-1])
     np.testing.assert_array_equal(_apply(ops.parse("hflip|hflip"), image), image)
-    views = _apply(ops.parse("flip_views"), image)
+    views = _apply(ops.parse("flip_views"), image, key="crops")
     np.testing.assert_array_equal(views, np.stack([image, image[:, ::-1]]))
     np.testing.assert_array_equal(
-        _apply(ops.parse("ten_crop(2)|hflip"), image), _apply(ops.parse("ten_crop(2)"), image)[:, :, ::-1]
+        _apply(ops.parse("ten_crop(2)|hflip(key='crops')"), image, key="crops"),
+        _apply(ops.parse("ten_crop(2)"), image, key="crops")[:, :, ::-1],
     )
 
 
@@ -226,46 +229,43 @@ def _jpeg_dataset(sizes) -> tf.data.Dataset:
 
 
 @pytest.mark.parametrize(
-    "spec, shape",
+    "spec, shape, key",
     [
         (
             f"decode(3)|resize((256, 256))|random_crop(224)|flip_lr|pca_lighting(0.1)|{MEAN}",
             [224, 224, 3],
+            "image",
         ),
-        (f"decode(3)|resize((256, 256))|{MEAN}|ten_crop(224)", [10, 224, 224, 3]),
+        (f"decode(3)|resize((256, 256))|{MEAN}|ten_crop(224)", [10, 224, 224, 3], "crops"),
         (
             f"decode(3)|random_resize_short(256, 512)|random_crop(224)|flip_lr|rgb_colour_shift|{MEAN}",
             [224, 224, 3],
+            "image",
         ),
-        ("decode(3)|resize_short(256)|center_crop(256)|random_ten_crop(224)", [224, 224, 3]),
-        ("decode(3)|resize_short(384)|subtract_mean((1, 2, 3))|flip_views", [2, None, None, 3]),
+        ("decode(3)|resize_short(256)|center_crop(256)|random_ten_crop(224)", [224, 224, 3], "image"),
+        ("decode(3)|resize_short(384)|subtract_mean((1, 2, 3))|flip_views", [2, None, None, 3], "crops"),
     ],
 )
-def test_paper_specs_in_tf_data(spec, shape):
+def test_paper_specs_in_tf_data(spec, shape, key):
     sizes = [(300, 400), (375, 500), (500, 333)]
     ds = _jpeg_dataset(sizes).map(lambda x, s: ops.parse(spec)(x, s))
-    assert ds.element_spec["image"].shape.as_list() == shape and ds.element_spec["image"].dtype == tf.float32
+    assert ds.element_spec[key].shape.as_list() == shape and ds.element_spec[key].dtype == tf.float32
     outs = list(ds.as_numpy_iterator())
     assert [int(o["label"]) for o in outs] == [0, 1, 2]
     if None in shape:  # VGG dense evaluation: short side Q, original then flipped view
-        assert [o["image"].shape for o in outs] == [(2, 384, 512, 3), (2, 384, 512, 3), (2, 577, 384, 3)]
-        np.testing.assert_array_equal(outs[0]["image"][1], outs[0]["image"][0][:, ::-1])
+        assert [o[key].shape for o in outs] == [(2, 384, 512, 3), (2, 384, 512, 3), (2, 577, 384, 3)]
+        np.testing.assert_array_equal(outs[0][key][1], outs[0][key][0][:, ::-1])
     else:
-        batched = next(iter(ds.batch(3)))["image"]
+        batched = next(iter(ds.batch(3)))[key]
         assert batched.shape == (3, *shape)
 
 
 def test_ten_crop_eval_batches_through_pipeline(digits_dir):
-    data = ml_collections.ConfigDict(
-        dict(
-            name="convnets_digits",
-            data_dir=digits_dir,
-            download=False,
-            eval_split="test",
-            prefetch=0,
-            eval_preprocess="decode|to_rgb|resize_short(40)|subtract_mean((1, 2, 3))|ten_crop(32)",
-        )
-    )
+    data = default.get_config().data
+    data.update(dict(name="convnets_digits", data_dir=digits_dir, download=False, prefetch=0))
+    data.eval_preprocess = "decode|to_rgb|resize_short(40)|subtract_mean((1, 2, 3))|ten_crop(32)"
+    data.batch_keys = ("crops", "label")
     batch = next(pipeline.eval_batches(data, global_batch_size=16))
-    assert batch["image"].shape == (16, 10, 32, 32, 3) and batch["mask"].shape == (16,)
-    np.testing.assert_array_equal(batch["image"][:, 5:], batch["image"][:, :5, :, ::-1])
+    assert set(batch) == {"crops", "label", "mask"}
+    assert batch["crops"].shape == (16, 10, 32, 32, 3) and batch["mask"].shape == (16,)
+    np.testing.assert_array_equal(batch["crops"][:, 5:], batch["crops"][:, :5, :, ::-1])

@@ -1,4 +1,4 @@
-"""Tests of the GoogLeNet / ResNet preprocessing ops (convnets.data.ops_inception)."""
+"""Tests of the GoogLeNet / ResNet preprocessing ops (inception crop, photometric distortions, 144-crop views)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import pytest
 import tensorflow as tf
 
 from convnets.data import ops
-from convnets.data.ops_inception import inception_crop_box
+from convnets.data.constants import IMAGENET_RGB_MEAN
+from convnets.data.ops.inception import inception_crop_box
 from tests.op_testing import SEED, _apply, _coords, _dynamic, _eager, _image
 
-MEAN = "subtract_mean((123.68, 116.78, 103.94))"
+MEAN = f"subtract_mean({IMAGENET_RGB_MEAN})"
 GOOGLENET_TRAIN = f"decode(3)|inception_crop(224)|flip_lr|photometric_distort|{MEAN}"
 
 
@@ -168,29 +169,29 @@ def _expected_crops(image: np.ndarray, size: int) -> list[np.ndarray]:
 def test_googlenet_crops_exact_windows():
     for h, w in [(8, 12), (13, 8), (8, 8)]:  # landscape, portrait, square
         image = _coords(h, w)
-        out = _eager(ops.parse("googlenet_crops(4, 8)"), image)
+        out = _eager(ops.parse("googlenet_crops(4, 8)"), image, key="crops")
         assert out.shape == (36, 4, 4, 2) and out.dtype == np.float32
         expected = np.stack(_expected_crops(image, 4))
         np.testing.assert_array_equal(out[:18], expected)
         np.testing.assert_array_equal(out[18:], expected[:, :, ::-1])
-    out = _apply(ops.get("googlenet_crops", 4, 8), _coords(8, 13))  # eager == tf.data static == dynamic
+    out = _apply(ops.get("googlenet_crops", 4, 8), _coords(8, 13), key="crops")  # eager == static == dynamic
     assert out[6 * 2 + 3, -1, -1].tolist() == [7, 12]  # right square (columns 5..12), bottom-right crop
     assert out[6 * 1 + 4, 0, 0].tolist() == [2, 4]  # centre square (columns 2..9), centre crop
     assert out[18 + 6 * 0 + 0, 0, 0].tolist() == [0, 3]  # mirrored top-left crop of the left square
     # With resizing: the views are windows of resize_short(scale).
     image = _image(300, 400)
     resized = ops.parse("resize_short(256)")({"image": tf.constant(image)}, SEED)["image"].numpy()
-    out = _eager(ops.get("googlenet_crops", 224, 256), image)
+    out = _eager(ops.get("googlenet_crops", 224, 256), image, key="crops")
     assert out.shape == (36, 224, 224, 3) and resized.shape == (256, 341, 3)
     np.testing.assert_array_equal(out[:18], np.stack(_expected_crops(resized, 224)))
     np.testing.assert_array_equal(out[6 * 1 + 4], resized[16:240, 58:282])
     # Differently sized images, dynamic shapes, batched to [B, 36, size, size, C].
     images = [_image(20, 30, seed=1), _image(30, 20, seed=2), _image(25, 25, seed=3)]
-    ds = _dynamic(images).map(ops.parse("googlenet_crops(12, 16)")).batch(3)
-    assert ds.element_spec["image"].shape.as_list() == [None, 36, 12, 12, 3]
-    batch = next(iter(ds))["image"].numpy()
+    ds = _dynamic(images).map(ops.parse("googlenet_crops(12, 16)|keep('crops')")).batch(3)
+    assert ds.element_spec["crops"].shape.as_list() == [None, 36, 12, 12, 3]
+    batch = next(iter(ds))["crops"].numpy()
     for b, image in enumerate(images):
-        np.testing.assert_array_equal(batch[b], _eager(ops.get("googlenet_crops", 12, 16), image))
+        np.testing.assert_array_equal(batch[b], _eager(ops.get("googlenet_crops", 12, 16), image, key="crops"))
     with pytest.raises(ValueError, match="size <= scale"):
         ops.parse("googlenet_crops(288, 256)")
 
@@ -210,20 +211,24 @@ def _jpeg_dataset(sizes) -> tf.data.Dataset:
 
 
 @pytest.mark.parametrize(
-    "spec, shape",
+    "spec, shape, key",
     [
-        (GOOGLENET_TRAIN, [224, 224, 3]),
-        (f"decode(3)|{MEAN}|googlenet_crops(224, 288)", [36, 224, 224, 3]),
-        (f"decode(3)|random_resize_short(256, 480)|random_crop(224)|flip_lr|pca_lighting|{MEAN}", [224, 224, 3]),
+        (GOOGLENET_TRAIN, [224, 224, 3], "image"),
+        (f"decode(3)|{MEAN}|googlenet_crops(224, 288)|keep('crops', 'label')", [36, 224, 224, 3], "crops"),
+        (
+            f"decode(3)|random_resize_short(256, 480)|random_crop(224)|flip_lr|pca_lighting|{MEAN}",
+            [224, 224, 3],
+            "image",
+        ),
     ],
 )
-def test_paper_specs_in_tf_data(spec, shape):
+def test_paper_specs_in_tf_data(spec, shape, key):
     ds = _jpeg_dataset([(300, 400), (375, 500), (500, 333)]).map(lambda x, s: ops.parse(spec)(x, s))
-    assert ds.element_spec["image"].shape.as_list() == shape and ds.element_spec["image"].dtype == tf.float32
+    assert ds.element_spec[key].shape.as_list() == shape and ds.element_spec[key].dtype == tf.float32
     batch = next(iter(ds.batch(3)))
-    assert batch["image"].shape == (3, *shape) and batch["label"].numpy().tolist() == [0, 1, 2]
+    assert batch[key].shape == (3, *shape) and batch["label"].numpy().tolist() == [0, 1, 2]
     if spec == GOOGLENET_TRAIN:  # 0..255 values minus the mean
-        values = batch["image"].numpy() + np.float32([123.68, 116.78, 103.94])
+        values = batch["image"].numpy() + np.float32(IMAGENET_RGB_MEAN)
         assert values.min() >= -1e-3 and values.max() <= 255 + 1e-3
         again = next(iter(ds.batch(3)))["image"].numpy()
         np.testing.assert_array_equal(batch["image"].numpy(), again)

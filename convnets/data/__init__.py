@@ -1,10 +1,12 @@
 """Input data: the embedded ``convnets_digits`` dataset, preprocessing ops, tf.data pipelines.
 
-The trainer only needs the functions re-exported here; see ``pipeline`` for the
-determinism/resumption guarantees and ``ops`` for the preprocessing-spec language.
+The trainer only needs the functions re-exported here; see ``pipeline`` for the batch contract
+(``data.batch_keys``) and the determinism/resumption guarantees, ``ops`` for the preprocessing-spec language
+(image, box and clip conventions), and ``constants`` for dataset statistics.
 """
 
 from convnets.data.pipeline import (
+    element_spec,
     element_spec_shape,
     eval_batches,
     get_builder,
@@ -15,6 +17,7 @@ from convnets.data.pipeline import (
 )
 
 __all__ = [
+    "element_spec",
     "element_spec_shape",
     "eval_batches",
     "get_builder",

@@ -1,0 +1,60 @@
+"""Named per-example preprocessing ops and the parser for big_vision-style op strings.
+
+A preprocessing spec is a ``|``-separated chain of op calls, for example::
+
+    'decode|resize(32)|random_crop(32, pad=2)|flip_lr|value_range(-0.1, 1.175)'
+
+Each element is an op name, optionally called with Python literals (positional and/or
+keyword). ``parse(spec)`` returns ``fn(features, seed) -> features`` that applies the ops
+left to right; ``get(name, *args, **kwargs)`` builds one op, ``names()`` lists them.
+
+Conventions:
+
+* An op factory ``op(*args, **kwargs)`` returns ``fn(features, seed) -> features``.
+  ``features`` is a dict of tensors for ONE example. An op reads and writes the feature named by its
+  keyword argument ``key`` (default ``'image'``), or reads ``inkey`` and writes ``outkey`` where they
+  differ: the multi-view ops (``five_crop``, ``ten_crop``, ``flip_views``, ``googlenet_crops``) read
+  'image' and write their stacked views ``[V, h, w, C]`` to ``'crops'``. Every other key is passed on
+  untouched, except the boxes that geometric ops transform along with the pixels (``boxes``).
+  ``keep(*keys)`` drops all other features, ``rename(old, new)`` moves one.
+* Images are ``[H, W, C]``. Clips ``[T, H, W, C]`` go through the same geometric and colour ops frame by
+  frame, with ONE random draw per example for all frames (same crop window, same flip); ``video`` adds
+  temporal crops.
+* Boxes: ``features['boxes']`` float32 ``[N, 4]`` (ymin, xmin, ymax, xmax) in pixel-edge coordinates of the
+  current image, with ``box_classes`` / ``box_difficult`` and, after ``pad_boxes``, ``box_mask``; see
+  ``convnets.data.ops.boxes`` for the full convention.
+* ``seed`` is a shape-[2] int64 stateless seed for that example. ``parse`` gives every op
+  its own seed, ``stateless_fold_in(stateless_fold_in(seed, position), crc32(name))``, so
+  two random ops in one chain never share randomness, and random ops only use
+  ``tf.random.stateless_*``. An op makes its draws once and applies them to everything it changes (pixels,
+  boxes, frames). Hence the output is a pure function of (example, seed): this is what makes resumed runs
+  and runs on different device or process counts bitwise identical.
+* Until a value op (``value_range``, ``normalize``, ``to_float``, ``subtract_mean``) runs, pixel values are
+  in 0..255 units, whether the dtype is uint8 or float32 (``resize`` returns float32).
+  Value ops return float32.
+
+Modules: ``core`` (registry, parser, helpers), ``decode``, ``geometry``, ``inception`` (GoogLeNet's crop),
+``views`` (multi-view evaluation crops), ``colour``, ``colour_jitter``, ``boxes``, ``video``, ``keys``.
+Adding an op is a few lines in the module it belongs to::
+
+    @register('my_op')
+    def my_op(arg, *, key='image'):
+        def fn(features, seed):
+            return replace(features, key, do_something(read(features, key, 'my_op'), arg))
+        return fn
+"""
+
+from convnets.data.ops import (  # noqa: F401  (importing an op module registers its ops)
+    boxes,
+    colour,
+    colour_jitter,
+    decode,
+    geometry,
+    inception,
+    keys,
+    video,
+    views,
+)
+from convnets.data.ops.core import Features, OpFn, get, names, parse, producers, register, signature
+
+__all__ = ["Features", "OpFn", "get", "names", "parse", "producers", "register", "signature"]

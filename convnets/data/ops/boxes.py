@@ -1,0 +1,193 @@
+"""Bounding boxes: the convention, the transforms geometric ops apply to them, and the box ops.
+
+Convention (every op of ``convnets.data.ops`` follows it):
+
+* ``features['boxes']``: float32 ``[N, 4]``, rows ``(ymin, xmin, ymax, xmax)`` in PIXEL coordinates of the
+  current image, measured at pixel EDGES: a box covering pixel rows 2..5 and columns 0..3 (inclusive) is
+  ``(2, 0, 6, 4)``. Its area is ``(ymax - ymin) * (xmax - xmin)`` pixels, and the coordinates transform exactly
+  like the pixel grid (resize by ``s``: multiply by ``s``; crop at ``(top, left)``: subtract; flip in a width
+  ``W``: ``x -> W - x``).
+* ``features['box_classes']``: int32 ``[N]``; ``features['box_difficult']``: bool ``[N]`` (VOC's "difficult"
+  flag), row-aligned with ``boxes``.
+* After ``pad_boxes(max_boxes)``: all three have ``max_boxes`` rows, plus ``features['box_mask']`` bool
+  ``[max_boxes]``, True for real boxes. Masked rows (padding, and boxes emptied by a crop) are all zero/False.
+
+Geometric ops (resize, resize_short, random_resize_short, pad, center_crop, random_crop, flip_lr, hflip,
+inception_crop, random_ten_crop) transform ``features['boxes']`` together with the image they change, with the
+same random draw, when the key is present. Which boxes follow which image: an op's ``boxes_key`` argument;
+its default (None) means ``'boxes'`` when the op works on ``key='image'`` and no boxes otherwise (views under
+``'crops'`` have no boxes). Crops CLIP boxes to the new image and never remove rows (so ``box_classes`` stays
+aligned without the geometric ops knowing about it): a box outside the crop becomes a zero-area box. It is
+``pad_boxes`` (or ``drop_empty_boxes``) that drops zero-area boxes. Multi-view ops leave ``'image'`` and its
+boxes untouched.
+
+``objects_to_boxes`` converts TFDS detection records (VOC: ``features['objects']`` with normalized ``bbox``,
+``label``, ``is_difficult``) to this convention. Typical detection spec::
+
+    decode|objects_to_boxes|random_resize_short(480, 576)|random_crop(448)|flip_lr|value_range(-1, 1)|pad_boxes(50)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from convnets.data.ops.core import Features, OpFn, positive_int, read, register
+
+BOX_KEYS = ("boxes", "box_classes", "box_difficult", "box_mask")
+
+
+# ----------------------------------------------------------------------------- transforms used by geometric ops
+
+
+def follow(key: str, boxes_key: str | None) -> str | None:
+    """The boxes key a geometric op on ``key`` transforms: ``boxes_key``, or by default 'boxes' for 'image'."""
+    if boxes_key is None:
+        return "boxes" if key == "image" else None
+    return boxes_key or None
+
+
+def transform(features: Features, boxes_key: str | None, fn: Callable[[tf.Tensor], tf.Tensor]) -> Features:
+    """Returns ``features`` with ``fn`` applied to the boxes under ``boxes_key``, if given and present."""
+    if boxes_key is None or boxes_key not in features:
+        return features
+    out = dict(features)
+    out[boxes_key] = fn(tf.cast(features[boxes_key], tf.float32))
+    return out
+
+
+def _f32(x) -> tf.Tensor:
+    return tf.cast(x, tf.float32)
+
+
+def scale(boxes: tf.Tensor, sy, sx) -> tf.Tensor:
+    """Boxes of an image resized by ``sy`` vertically and ``sx`` horizontally (new size / old size)."""
+    return boxes * tf.stack([_f32(sy), _f32(sx), _f32(sy), _f32(sx)])
+
+
+def shift(boxes: tf.Tensor, dy, dx) -> tf.Tensor:
+    """Boxes moved by ``(dy, dx)``: padding by p is ``shift(p, p)``, cropping at (top, left) ``shift(-top, -left)``."""
+    return boxes + tf.stack([_f32(dy), _f32(dx), _f32(dy), _f32(dx)])
+
+
+def clip(boxes: tf.Tensor, height, width) -> tf.Tensor:
+    """Boxes clipped to the image ``[0, height] x [0, width]``; boxes outside it get zero area."""
+    limit = tf.stack([_f32(height), _f32(width), _f32(height), _f32(width)])
+    return tf.clip_by_value(boxes, 0.0, limit)
+
+
+def crop(boxes: tf.Tensor, top, left, height, width) -> tf.Tensor:
+    """Boxes of the ``height x width`` window at ``(top, left)``, clipped to it."""
+    return clip(shift(boxes, -_f32(top), -_f32(left)), height, width)
+
+
+def flip_lr(boxes: tf.Tensor, width) -> tf.Tensor:
+    """Boxes of the image mirrored left-right (``x -> width - x``; xmin and xmax swap roles)."""
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    width = _f32(width)
+    return tf.stack([ymin, width - xmax, ymax, width - xmin], axis=-1)
+
+
+def area(boxes: tf.Tensor) -> tf.Tensor:
+    """Areas in pixels (zero for boxes emptied by a crop)."""
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    return tf.maximum(ymax - ymin, 0.0) * tf.maximum(xmax - xmin, 0.0)
+
+
+# ----------------------------------------------------------------------------- ops
+
+
+@register("objects_to_boxes", produces=("boxes", "box_classes", "box_difficult"))
+def objects_to_boxes(*, inkey: str = "objects", image_key: str = "image") -> OpFn:
+    """TFDS detection objects -> ``boxes`` (pixels), ``box_classes``, ``box_difficult``; drops ``inkey``.
+
+    Reads ``features[inkey]['bbox']`` (float ``[N, 4]``, ``(ymin, xmin, ymax, xmax)`` normalized to [0, 1]
+    as TFDS ``BBoxFeature`` stores them), ``['label']`` and, if present, ``['is_difficult']`` (else all False),
+    and multiplies by the size of the DECODED ``features[image_key]`` (run ``decode`` first; the pipeline
+    decodes 'image' before the spec). VOC's 1-based inclusive pixel indices, as TFDS normalizes them
+    (``(ymin - 1) / H``, ``ymax / H``), come out as exactly the pixel-edge coordinates of the convention.
+    The other object fields (VOC's pose, is_truncated) are dropped with ``features[inkey]``.
+    """
+
+    def fn(features: Features, seed: tf.Tensor) -> Features:
+        objects = read(features, inkey, "objects_to_boxes")
+        image = read(features, image_key, "objects_to_boxes")
+        if image.dtype == tf.string:
+            raise ValueError(f"objects_to_boxes needs the decoded features[{image_key!r}]: put decode before it")
+        if not isinstance(objects, dict) or "bbox" not in objects or "label" not in objects:
+            raise ValueError(f"objects_to_boxes: features[{inkey!r}] must be a dict with 'bbox' and 'label'")
+        shape = tf.shape(image)
+        height, width = shape[-3], shape[-2]
+        boxes = scale(_f32(objects["bbox"]), height, width)
+        classes = tf.cast(objects["label"], tf.int32)
+        difficult = objects.get("is_difficult")
+        difficult = tf.zeros_like(classes, tf.bool) if difficult is None else tf.cast(difficult, tf.bool)
+        out = {k: v for k, v in features.items() if k != inkey}
+        out.update(boxes=tf.reshape(boxes, [-1, 4]), box_classes=classes, box_difficult=difficult)
+        return out
+
+    return fn
+
+
+def _aligned(features: Features) -> list[str]:
+    """The box keys present, 'boxes' first; ValueError if there are no boxes."""
+    if "boxes" not in features:
+        raise ValueError(
+            f"no 'boxes' in the example (it has {', '.join(sorted(features))}): put objects_to_boxes earlier"
+        )
+    return [k for k in BOX_KEYS if k in features]
+
+
+@register("pad_boxes", produces=("box_mask",))
+def pad_boxes(max_boxes: int) -> OpFn:
+    """Gives the box keys a fixed length ``max_boxes`` and adds ``box_mask`` (bool, True for real boxes).
+
+    Zero-area boxes (emptied by a crop) and rows already masked by an earlier ``pad_boxes`` are dropped
+    first; of the rest, the FIRST ``max_boxes`` in record order are kept and any further ones dropped. Masked
+    rows are zero (boxes, classes) / False (difficult, mask), so nothing downstream depends on them.
+    """
+    max_boxes = positive_int(max_boxes, "pad_boxes", "max_boxes")
+
+    def fn(features: Features, seed: tf.Tensor) -> Features:
+        keys = _aligned(features)
+        boxes = _f32(features["boxes"])
+        valid = area(boxes) > 0
+        if "box_mask" in features:
+            valid &= tf.cast(features["box_mask"], tf.bool)
+        # Stable sort: valid boxes first, each group in record order.
+        order = tf.argsort(tf.cast(~valid, tf.int32), stable=True)[:max_boxes]
+        mask = tf.gather(valid, order)
+        out = dict(features)
+        for key in keys:
+            if key == "box_mask":
+                continue
+            value = tf.gather(boxes if key == "boxes" else features[key], order)
+            keep = tf.reshape(mask, [-1] + [1] * (value.shape.rank - 1))
+            value = tf.where(keep, value, tf.zeros_like(value))
+            pad = [[0, max_boxes - tf.shape(value)[0]]] + [[0, 0]] * (value.shape.rank - 1)
+            value = tf.pad(value, pad)
+            value.set_shape([max_boxes, *value.shape[1:]])
+            out[key] = value
+        out["box_mask"] = tf.ensure_shape(tf.pad(mask, [[0, max_boxes - tf.shape(mask)[0]]]), [max_boxes])
+        return out
+
+    return fn
+
+
+@register("drop_empty_boxes")
+def drop_empty_boxes() -> OpFn:
+    """Removes zero-area boxes (emptied by a crop) and their rows of the other box keys; N becomes dynamic.
+
+    For variable-length uses; batches need ``pad_boxes``, which drops them as well.
+    """
+
+    def fn(features: Features, seed: tf.Tensor) -> Features:
+        keys = _aligned(features)
+        valid = area(_f32(features["boxes"])) > 0
+        out = dict(features)
+        for key in keys:
+            out[key] = tf.boolean_mask(features[key], valid)
+        return out
+
+    return fn

@@ -1,0 +1,118 @@
+"""Raw TFDS records and the per-example function that turns one into the features of a batch.
+
+Raw records keep every feature of the TFDS record (nested ones such as VOC's ``objects`` too). Top-level
+uint8 ``Image`` and ``Video`` features are read ENCODED (``tfds.decode.SkipDecoding``), so records that are
+skipped (resumption) or dropped (other processes' rows) cost no decoding. ``example_fn`` then decodes each of
+them with its declared channel count and checks its declared shape (so fixed-size datasets give static
+shapes without a resize), runs the preprocessing spec, and keeps the features named by ``data.batch_keys``, cast
+to the batch dtypes: floating and uint8 (pixels) -> float32, other integers -> int32, bool stays bool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from convnets.data import ops
+
+
+def encoded_features(builder: tfds.core.DatasetBuilder) -> dict[str, tfds.features.FeatureConnector]:
+    """The top-level uint8 image and video features of ``builder``: read undecoded, decoded per example."""
+    return {
+        name: feature
+        for name, feature in builder.info.features.items()
+        if isinstance(feature, tfds.features.Image | tfds.features.Video) and feature.tf_dtype == tf.uint8
+    }
+
+
+def read(builder: tfds.core.DatasetBuilder, split, cache: bool) -> tuple[tf.data.Dataset, int]:
+    """Returns the split's raw records (every feature; images and videos encoded) in file order, and their count."""
+    decoders = {name: tfds.decode.SkipDecoding() for name in encoded_features(builder)}
+    ds = builder.as_dataset(
+        split=split,
+        shuffle_files=False,
+        decoders=decoders or None,
+        # We cache explicitly (data.cache); TFDS' auto-cache would cache partial reads.
+        read_config=tfds.ReadConfig(try_autocache=False),
+    )
+    if cache:
+        ds = ds.cache()
+    n = int(ds.cardinality())
+    if n < 0:
+        n = builder.info.splits[split].num_examples
+    return ds, n
+
+
+def _missing(key: str, features: dict, spec: str, dataset: str) -> ValueError:
+    writers = ops.producers(key)
+    if writers:
+        hint = f"add {' or '.join(writers)} to the spec (it writes {key!r})"
+    else:
+        hint = f"{key!r} must be a feature of the dataset or be written by an op of the spec (e.g. rename)"
+    return ValueError(
+        f"data.batch_keys names {key!r}, but preprocessing {spec!r} of dataset {dataset!r} yields only "
+        f"{', '.join(sorted(features))}: {hint}, or drop {key!r} from data.batch_keys"
+    )
+
+
+def _batch_dtype(key: str, value: tf.Tensor) -> tf.Tensor:
+    """The value cast to its batch dtype; ValueError for features a batch cannot hold."""
+    if isinstance(value, dict):
+        raise ValueError(
+            f"data.batch_keys names {key!r}, a nested feature ({', '.join(sorted(value))}): batches hold tensors; "
+            "convert it with an op (e.g. objects_to_boxes|pad_boxes(N) for detection objects)"
+        )
+    if value.dtype.is_floating or value.dtype == tf.uint8:
+        # uint8 is the decoded pixel dtype: images are float32 in batches whether or not a value op ran.
+        return tf.cast(value, tf.float32)
+    if value.dtype.is_integer:
+        return tf.cast(value, tf.int32)
+    if value.dtype == tf.bool:
+        return value
+    raise ValueError(
+        f"data.batch_keys names {key!r} of dtype {value.dtype.name}, which a batch cannot hold: decode it "
+        f"(decode(key={key!r})) or convert it with an op, or drop it from data.batch_keys"
+    )
+
+
+def example_fn(builder: tfds.core.DatasetBuilder, spec: str, keys: Sequence[str]) -> Callable:
+    """Returns ``fn(record, seed[, mask]) -> {key: tensor for key in keys}`` (plus 'mask' when given).
+
+    With a mask (eval padding), rows with mask 0 have every key zeroed (False for bools), so nothing depends
+    on which record padded.
+    """
+    decoders = [
+        (name, ops.get("decode", feature.shape[-1], key=name), feature.shape)
+        for name, feature in encoded_features(builder).items()
+    ]
+    chain = ops.parse(spec)
+
+    def fn(features, seed, mask=None):
+        features = dict(features)
+        for name, decode, shape in decoders:
+            # Decode with the declared channel count first, so the spec sees a static channel dimension even
+            # if it does not start with `decode` (then a no-op); the declared shape (e.g. (32, 32, 1), or
+            # (None, None, 3) for ImageNet) is checked and made static.
+            features = decode(features, seed)
+            features[name] = tf.ensure_shape(features[name], shape)
+        features = chain(features, seed)
+        out = {}
+        for key in keys:
+            if key not in features:
+                raise _missing(key, features, spec, builder.name)
+            out[key] = _batch_dtype(key, features[key])
+        if mask is not None:
+            out = {k: tf.where(mask > 0, v, tf.zeros_like(v)) for k, v in out.items()}
+            out["mask"] = mask
+        return out
+
+    return fn
+
+
+def trace(builder: tfds.core.DatasetBuilder, split, spec: str, keys: Sequence[str]) -> dict[str, tf.TensorSpec]:
+    """Per-example TensorSpec of each key after preprocessing, from tracing ``example_fn`` (reads no record)."""
+    raw, _ = read(builder, split, cache=False)
+    seeded = raw.map(lambda x: (x, tf.zeros([2], tf.int64)))
+    return seeded.map(example_fn(builder, spec, keys)).element_spec
