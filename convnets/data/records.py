@@ -45,9 +45,11 @@ def read(builder: tfds.core.DatasetBuilder, split, cache: bool) -> tuple[tf.data
     return ds, n
 
 
-def _missing(key: str, features: dict, spec: str, dataset: str) -> ValueError:
+def _missing(key: str, features: dict, spec: str, dataset: str, dataset_features) -> ValueError:
     writers = ops.producers(key)
-    if writers:
+    if key in dataset_features:
+        hint = f"the dataset has {key!r}, but an op of the spec consumed it (e.g. objects_to_boxes, rename, keep)"
+    elif writers:
         hint = f"add {' or '.join(writers)} to the spec (it writes {key!r})"
     else:
         hint = f"{key!r} must be a feature of the dataset or be written by an op of the spec (e.g. rename)"
@@ -101,7 +103,7 @@ def example_fn(builder: tfds.core.DatasetBuilder, spec: str, keys: Sequence[str]
         out = {}
         for key in keys:
             if key not in features:
-                raise _missing(key, features, spec, builder.name)
+                raise _missing(key, features, spec, builder.name, builder.info.features)
             out[key] = _batch_dtype(key, features[key])
         if mask is not None:
             out = {k: tf.where(mask > 0, v, tf.zeros_like(v)) for k, v in out.items()}

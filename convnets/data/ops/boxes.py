@@ -10,7 +10,8 @@ Convention (every op of ``convnets.data.ops`` follows it):
 * ``features['box_classes']``: int32 ``[N]``; ``features['box_difficult']``: bool ``[N]`` (VOC's "difficult"
   flag), row-aligned with ``boxes``.
 * After ``pad_boxes(max_boxes)``: all three have ``max_boxes`` rows, plus ``features['box_mask']`` bool
-  ``[max_boxes]``, True for real boxes. Masked rows (padding, and boxes emptied by a crop) are all zero/False.
+  ``[max_boxes]``, True for real boxes. Masked rows (padding, boxes a crop emptied or cut below ``min_size``)
+  are all zero/False.
 
 Geometric ops (resize, resize_short, random_resize_short, pad, center_crop, random_crop, flip_lr, hflip,
 inception_crop, random_ten_crop) transform ``features['boxes']`` together with the image they change, with the
@@ -18,13 +19,13 @@ same random draw, when the key is present. Which boxes follow which image: an op
 its default (None) means ``'boxes'`` when the op works on ``key='image'`` and no boxes otherwise (views under
 ``'crops'`` have no boxes). Crops CLIP boxes to the new image and never remove rows (so ``box_classes`` stays
 aligned without the geometric ops knowing about it): a box outside the crop becomes a zero-area box. It is
-``pad_boxes`` (or ``drop_empty_boxes``) that drops zero-area boxes. Multi-view ops leave ``'image'`` and its
-boxes untouched.
+``pad_boxes`` (or ``drop_empty_boxes``) that drops zero-area boxes, and with ``min_size`` the slivers a crop
+leaves. Multi-view ops leave ``'image'`` and its boxes untouched.
 
 ``objects_to_boxes`` converts TFDS detection records (VOC: ``features['objects']`` with normalized ``bbox``,
 ``label``, ``is_difficult``) to this convention. Typical detection spec::
 
-    decode|objects_to_boxes|random_resize_short(480, 576)|random_crop(448)|flip_lr|value_range(-1, 1)|pad_boxes(50)
+    decode|objects_to_boxes|random_resize_short(480, 576)|random_crop(448)|flip_lr|to_float|pad_boxes(50, min_size=1)
 """
 
 from __future__ import annotations
@@ -49,50 +50,63 @@ def follow(key: str, boxes_key: str | None) -> str | None:
 
 
 def transform(features: Features, boxes_key: str | None, fn: Callable[[tf.Tensor], tf.Tensor]) -> Features:
-    """Returns ``features`` with ``fn`` applied to the boxes under ``boxes_key``, if given and present."""
+    """Returns ``features`` with ``fn`` applied to the boxes under ``boxes_key``, if given and present.
+
+    ``fn`` computes in float64 and the result is rounded once to float32: the boxes of an op are then the
+    same whatever order TF's graph optimizer gives the arithmetic (eager and tf.data agree bitwise).
+    """
     if boxes_key is None or boxes_key not in features:
         return features
     out = dict(features)
-    out[boxes_key] = fn(tf.cast(features[boxes_key], tf.float32))
+    out[boxes_key] = tf.cast(fn(tf.cast(features[boxes_key], tf.float64)), tf.float32)
     return out
 
 
-def _f32(x) -> tf.Tensor:
-    return tf.cast(x, tf.float32)
+def _f64(x) -> tf.Tensor:
+    return tf.cast(x, tf.float64)
 
 
 def scale(boxes: tf.Tensor, sy, sx) -> tf.Tensor:
     """Boxes of an image resized by ``sy`` vertically and ``sx`` horizontally (new size / old size)."""
-    return boxes * tf.stack([_f32(sy), _f32(sx), _f32(sy), _f32(sx)])
+    return boxes * tf.stack([_f64(sy), _f64(sx), _f64(sy), _f64(sx)])
+
+
+def resize(boxes: tf.Tensor, height, width, new_height, new_width) -> tf.Tensor:
+    """Boxes of a ``height x width`` image resized to ``new_height x new_width``, clipped to it.
+
+    The clip only removes float rounding (a box edge on the border of the image stays on it).
+    """
+    b = scale(boxes, _f64(new_height) / _f64(height), _f64(new_width) / _f64(width))
+    return clip(b, new_height, new_width)
 
 
 def shift(boxes: tf.Tensor, dy, dx) -> tf.Tensor:
     """Boxes moved by ``(dy, dx)``: padding by p is ``shift(p, p)``, cropping at (top, left) ``shift(-top, -left)``."""
-    return boxes + tf.stack([_f32(dy), _f32(dx), _f32(dy), _f32(dx)])
+    return boxes + tf.stack([_f64(dy), _f64(dx), _f64(dy), _f64(dx)])
 
 
 def clip(boxes: tf.Tensor, height, width) -> tf.Tensor:
     """Boxes clipped to the image ``[0, height] x [0, width]``; boxes outside it get zero area."""
-    limit = tf.stack([_f32(height), _f32(width), _f32(height), _f32(width)])
+    limit = tf.stack([_f64(height), _f64(width), _f64(height), _f64(width)])
     return tf.clip_by_value(boxes, 0.0, limit)
 
 
 def crop(boxes: tf.Tensor, top, left, height, width) -> tf.Tensor:
     """Boxes of the ``height x width`` window at ``(top, left)``, clipped to it."""
-    return clip(shift(boxes, -_f32(top), -_f32(left)), height, width)
+    return clip(shift(boxes, -_f64(top), -_f64(left)), height, width)
 
 
 def flip_lr(boxes: tf.Tensor, width) -> tf.Tensor:
     """Boxes of the image mirrored left-right (``x -> width - x``; xmin and xmax swap roles)."""
     ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
-    width = _f32(width)
+    width = _f64(width)
     return tf.stack([ymin, width - xmax, ymax, width - xmin], axis=-1)
 
 
 def area(boxes: tf.Tensor) -> tf.Tensor:
     """Areas in pixels (zero for boxes emptied by a crop)."""
     ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
-    return tf.maximum(ymax - ymin, 0.0) * tf.maximum(xmax - xmin, 0.0)
+    return tf.maximum(ymax - ymin, 0) * tf.maximum(xmax - xmin, 0)
 
 
 # ----------------------------------------------------------------------------- ops
@@ -119,7 +133,7 @@ def objects_to_boxes(*, inkey: str = "objects", image_key: str = "image") -> OpF
             raise ValueError(f"objects_to_boxes: features[{inkey!r}] must be a dict with 'bbox' and 'label'")
         shape = tf.shape(image)
         height, width = shape[-3], shape[-2]
-        boxes = scale(_f32(objects["bbox"]), height, width)
+        boxes = tf.cast(scale(_f64(objects["bbox"]), height, width), tf.float32)
         classes = tf.cast(objects["label"], tf.int32)
         difficult = objects.get("is_difficult")
         difficult = tf.zeros_like(classes, tf.bool) if difficult is None else tf.cast(difficult, tf.bool)
@@ -139,20 +153,35 @@ def _aligned(features: Features) -> list[str]:
     return [k for k in BOX_KEYS if k in features]
 
 
+def _min_size(value, op: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{op}: min_size must be a number of pixels >= 0, got {value!r}")
+    return float(value)
+
+
+def _kept(boxes: tf.Tensor, min_size: float) -> tf.Tensor:
+    """Bool [N]: boxes with positive area and both sides at least ``min_size`` pixels."""
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    return (area(boxes) > 0) & (ymax - ymin >= min_size) & (xmax - xmin >= min_size)
+
+
 @register("pad_boxes", produces=("box_mask",))
-def pad_boxes(max_boxes: int) -> OpFn:
+def pad_boxes(max_boxes: int, min_size: float = 0) -> OpFn:
     """Gives the box keys a fixed length ``max_boxes`` and adds ``box_mask`` (bool, True for real boxes).
 
-    Zero-area boxes (emptied by a crop) and rows already masked by an earlier ``pad_boxes`` are dropped
-    first; of the rest, the FIRST ``max_boxes`` in record order are kept and any further ones dropped. Masked
-    rows are zero (boxes, classes) / False (difficult, mask), so nothing downstream depends on them.
+    Dropped first: zero-area boxes (emptied by a crop), boxes with a side shorter than ``min_size`` pixels
+    (slivers left by a crop; with ``min_size=1`` every kept box covers at least one pixel centre), and rows
+    already masked by an earlier ``pad_boxes``. Of the rest, the FIRST ``max_boxes`` in record order are kept
+    and any further ones dropped. Masked rows are zero (boxes, classes) / False (difficult, mask), so nothing
+    downstream depends on them.
     """
     max_boxes = positive_int(max_boxes, "pad_boxes", "max_boxes")
+    min_size = _min_size(min_size, "pad_boxes")
 
     def fn(features: Features, seed: tf.Tensor) -> Features:
         keys = _aligned(features)
-        boxes = _f32(features["boxes"])
-        valid = area(boxes) > 0
+        boxes = tf.cast(features["boxes"], tf.float32)
+        valid = _kept(boxes, min_size)
         if "box_mask" in features:
             valid &= tf.cast(features["box_mask"], tf.bool)
         # Stable sort: valid boxes first, each group in record order.
@@ -176,15 +205,17 @@ def pad_boxes(max_boxes: int) -> OpFn:
 
 
 @register("drop_empty_boxes")
-def drop_empty_boxes() -> OpFn:
-    """Removes zero-area boxes (emptied by a crop) and their rows of the other box keys; N becomes dynamic.
+def drop_empty_boxes(min_size: float = 0) -> OpFn:
+    """Removes zero-area boxes (emptied by a crop) and boxes with a side shorter than ``min_size`` pixels,
+    with their rows of the other box keys; N becomes dynamic.
 
-    For variable-length uses; batches need ``pad_boxes``, which drops them as well.
+    For variable-length uses; batches need ``pad_boxes``, which drops the same boxes.
     """
+    min_size = _min_size(min_size, "drop_empty_boxes")
 
     def fn(features: Features, seed: tf.Tensor) -> Features:
         keys = _aligned(features)
-        valid = area(_f32(features["boxes"])) > 0
+        valid = _kept(tf.cast(features["boxes"], tf.float32), min_size)
         out = dict(features)
         for key in keys:
             out[key] = tf.boolean_mask(features[key], valid)

@@ -74,9 +74,7 @@ def _resize_short_features(features, key, boxes_key, size, method, antialias, op
     height, width = spatial_shape(image)
     out = resize_short_image(image, size, method, antialias)
     new_h, new_w = spatial_shape(out)
-    features = box_ops.transform(
-        features, boxes_key, lambda b: box_ops.scale(b, new_h / height, new_w / width)
-    )
+    features = box_ops.transform(features, boxes_key, lambda b: box_ops.resize(b, height, width, new_h, new_w))
     return replace(features, key, out)
 
 
@@ -94,7 +92,7 @@ def resize(
         check_image_rank(image, "resize", key)
         height, width = spatial_shape(image)
         out = tf.image.resize(tf.cast(image, tf.float32), hw, method=method)
-        features = box_ops.transform(features, boxes_key, lambda b: box_ops.scale(b, hw[0] / height, hw[1] / width))
+        features = box_ops.transform(features, boxes_key, lambda b: box_ops.resize(b, height, width, *hw))
         return replace(features, key, out)
 
     return fn

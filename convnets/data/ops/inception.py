@@ -121,7 +121,9 @@ def inception_crop(
         out.set_shape([*image.shape[:-3], out_h, out_w, image.shape[-1]])
 
         def follow(b: tf.Tensor) -> tf.Tensor:
-            return box_ops.scale(box_ops.crop(b, top, left, h, w), out_h / h, out_w / w)
+            # Clipped after scaling, so that rounding cannot put an edge past the output border.
+            b = box_ops.scale(box_ops.shift(b, -top, -left), out_h / h, out_w / w)
+            return box_ops.clip(b, out_h, out_w)
 
         return replace(box_ops.transform(features, boxes_key, follow), key, out)
 
