@@ -33,6 +33,17 @@ Conventions:
   in 0..255 units, whether the dtype is uint8 or float32 (``resize`` returns float32).
   Value ops return float32.
 
+Paper recipes as spec strings (``M`` = ``convnets.data.constants.IMAGENET_RGB_MEAN``; evaluation views in
+``views``)::
+
+    LeNet-5 (quickstart): decode|resize(28)|pad(2)|random_crop(32, pad=2)|value_range(-0.1, 1.175)
+    AlexNet train:   decode(3)|resize((256, 256))|random_crop(224)|flip_lr|pca_lighting(0.1)|subtract_mean(M)
+    VGG train:       decode(3)|random_resize_short(256, 512)|random_crop(224)|flip_lr|rgb_colour_shift|subtract_mean(M)
+    GoogLeNet train: decode(3)|inception_crop(224)|flip_lr|photometric_distort|subtract_mean(M)
+    ResNet train:    decode(3)|random_resize_short(256, 480)|random_crop(224)|flip_lr|pca_lighting|subtract_mean(M)
+    detection:       decode|objects_to_boxes|random_resize_short(480, 576)|random_crop(448)|flip_lr|pad_boxes(50)
+    C3D-style clips: decode|random_temporal_crop(16)|resize((128, 171))|random_crop(112)|flip_lr|subtract_mean(M)
+
 Modules: ``core`` (registry, parser, helpers), ``decode``, ``geometry``, ``inception`` (GoogLeNet's crop),
 ``views`` (multi-view evaluation crops), ``colour``, ``colour_jitter``, ``boxes``, ``video``, ``keys``.
 Adding an op is a few lines in the module it belongs to::

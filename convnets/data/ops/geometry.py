@@ -234,12 +234,16 @@ def flip_draw(seed: tf.Tensor) -> tf.Tensor:
     return tf.random.stateless_uniform([], seed, minval=0, maxval=1.0) < 0.5
 
 
-def _flip(features: Features, key: str, boxes_key: str | None, flip, op: str) -> Features:
+def _flip(features: Features, key: str, boxes_key: str | None, flip: tf.Tensor | bool, op: str) -> Features:
     image = read(features, key, op)
     check_image_rank(image, op, key)
     width = spatial_shape(image)[1]
-    flipped = tf.cond(flip, lambda: tf.reverse(image, axis=[-2]), lambda: image)
-    features = box_ops.transform(features, boxes_key, lambda b: tf.where(flip, box_ops.flip_lr(b, width), b))
+    if flip is True:  # hflip: no draw, no branch
+        flipped = tf.reverse(image, axis=[-2])
+        features = box_ops.transform(features, boxes_key, lambda b: box_ops.flip_lr(b, width))
+    else:
+        flipped = tf.cond(flip, lambda: tf.reverse(image, axis=[-2]), lambda: image)
+        features = box_ops.transform(features, boxes_key, lambda b: tf.where(flip, box_ops.flip_lr(b, width), b))
     return replace(features, key, flipped)
 
 
@@ -264,6 +268,6 @@ def hflip(*, key: str = "image", boxes_key: str | None = None) -> OpFn:
     boxes_key = box_ops.follow(key, boxes_key)
 
     def fn(features: Features, seed: tf.Tensor) -> Features:
-        return _flip(features, key, boxes_key, tf.constant(True), "hflip")
+        return _flip(features, key, boxes_key, True, "hflip")
 
     return fn
