@@ -34,6 +34,6 @@ def get_config() -> ConfigDict:
     c.optimizer.momentum = 0.9
     c.optimizer.weight_decay = 5e-4
     c.optimizer.decay_factor = 0.1
-    c.log_every_steps = 100
+    c.log_every = '100 steps'
     c.keep_checkpoints = 3
     return c
