@@ -7,8 +7,8 @@ and their flips) per image and pass; SGD batch 128, momentum 0.9,
 lr 0.01 annealed (here: /10 on a validation plateau), weights N(0, 0.01), biases 0, 70 epochs; every conv filter with
 RMS above 0.1 renormalised to 0.1 after each update. Test: the paper's 10 sub-crops (corners + centre, flipped).
 Deviations, documented: the paper subtracts the per-pixel mean image; we subtract the per-channel mean by default
-(use `subtract_mean_image('<mean.npy>')` in the specs for the per-pixel version; `convnets.data.ops.colour.compute_mean_image`
-makes the file). No weight decay is stated; we use none.
+(use `subtract_mean_image('<mean.npy>')` in the specs for the per-pixel version;
+`convnets.data.ops.colour.compute_mean_image` makes the file). No weight decay is stated; we use none.
 Paper result (ILSVRC-2012 val, 1 net, Table 2): 38.4% top-1 / 16.5% top-5 error.
 
 Run:
