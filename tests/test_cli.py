@@ -9,6 +9,8 @@ import pytest
 from tests import cli
 from tests.helpers import assert_trees_equal, final_params
 
+pytestmark = pytest.mark.slow  # Subprocess runs of the command line.
+
 # 40 steps of LeNet-5 with a checkpoint every 10: long enough to interrupt, short enough for CI.
 RUN = ('--config.num_train_steps=40', '--config.checkpoint_every=10', '--config.evals.val.every=20',
        '--config.log_every=10', '--config.batch_size=16')

@@ -71,6 +71,7 @@ def test_scores_count_examples_not_crops_and_skip_padding():
     assert float(sums['loss']) == pytest.approx(-2 * np.log(p_label[1]) - np.log(p_label[0]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_views_average_posteriors(tmp_path, digits_dir):
     """Two identical views give the single-view result; a flipped view changes the posteriors."""
     config = tiny_config(digits_dir)

@@ -35,6 +35,7 @@ def synchronous_saves(monkeypatch):
     monkeypatch.setattr(checkpoint.Checkpointer, 'save', save_and_wait)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(EXPERIMENTS))
 def test_experiment_runs(tmp_path, digits_dir, synchronous_saves, name):
     config = importlib.import_module(f'experiments.{name}').get_config()

@@ -25,7 +25,7 @@ def test_recipe(name, aux):
     module = importlib.import_module(f'experiments.{name}')
     assert f'--config=experiments/{name}.py' in module.__doc__ and 'Paper result' in module.__doc__
     c = module.get_config()
-    for spec in (c.data.train_preprocess, c.data.eval_preprocess, *c.evals.test.views):
+    for spec in (c.data.train_preprocess, c.data.eval_preprocess, *(v for ev in c.evals.values() for v in ev.views)):
         ops.parse(spec)
     assert 'inception_crop(224)' in c.data.train_preprocess and 'photometric_distort' in c.data.train_preprocess
     assert c.ema_decay > 0 and c.aux_loss_weight == (0.3 if aux else 0.0)
@@ -33,6 +33,7 @@ def test_recipe(name, aux):
     assert ('aux1_layer' in variables['params']) == aux
 
 
+@pytest.mark.slow
 def test_auxiliary_heads_weigh_0_3_in_the_training_loss():
     model = models.get_model('googlenet', num_classes=10)
     rng = np.random.default_rng(0)
@@ -53,6 +54,7 @@ def test_auxiliary_heads_weigh_0_3_in_the_training_loss():
     assert 'aux_logits' not in model.apply(state.variables, batch['image'], train=False, mutable=['aux_logits'])[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['googlenet', 'googlenet_no_aux'])
 def test_experiment_runs_from_the_command_line(tmp_path, imagenet_dir, name):
     data_dir, manual_dir = imagenet_dir

@@ -27,7 +27,8 @@ def test_recipe_is_well_formed(name):
     assert f'--config=experiments/{name}.py' in module.__doc__ and 'Paper result' in module.__doc__
     config = module.get_config()
     assert config.data.name == 'imagenet2012' and config.data.eval_split == 'validation'
-    for spec in (config.data.train_preprocess, config.data.eval_preprocess, *config.evals.test.views):
+    views = [v for ev in config.evals.values() for v in ev.views]
+    for spec in (config.data.train_preprocess, config.data.eval_preprocess, *views):
         ops.parse(spec)
     model = base.build_model(config.model)
     variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
@@ -59,6 +60,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(TINY))
 def test_experiment_runs_from_the_command_line(tmp_path, imagenet_dir, name):
     data_dir, manual_dir = imagenet_dir

@@ -2,8 +2,12 @@
 
 import sys
 
+import pytest
+
 from tests import cli
 from tests.helpers import assert_trees_close, final_params
+
+pytestmark = pytest.mark.slow  # Subprocess runs of the command line.
 
 RUN = ('--config.num_train_steps=3', '--config.batch_size=16', '--config.log_every=1',
        '--config.model.name=lenet5')

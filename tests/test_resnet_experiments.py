@@ -38,7 +38,8 @@ def test_recipe_is_well_formed(name):
     module = importlib.import_module(f'experiments.{name}')
     assert f'--config=experiments/{name}.py' in module.__doc__ and 'Paper result' in module.__doc__
     config = module.get_config()
-    for spec in (config.data.train_preprocess, config.data.eval_preprocess, *config.evals.test.views):
+    views = [v for ev in config.evals.values() for v in ev.views]
+    for spec in (config.data.train_preprocess, config.data.eval_preprocess, *views):
         ops.parse(spec)
     size = 32 if name.endswith('cifar10') else 224
     model = base.build_model(config.model)
@@ -62,6 +63,7 @@ def _run(tmp_path, config_name, data_dir, *overrides):
     return results, proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', IMAGENET)
 def test_imagenet_experiment_runs_from_the_command_line(tmp_path, imagenet_dir, name):
     data_dir, manual_dir = imagenet_dir
@@ -75,6 +77,7 @@ def test_imagenet_experiment_runs_from_the_command_line(tmp_path, imagenet_dir, 
     assert results['eval']['num_examples'] == 8 and 'evals.test at step 2' in log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', CIFAR)
 def test_cifar_experiment_runs_from_the_command_line(tmp_path, digits_dir, name):
     """On the embedded digits turned into 32x32x3 images (CIFAR-10 is not downloadable here)."""
@@ -86,6 +89,7 @@ def test_cifar_experiment_runs_from_the_command_line(tmp_path, digits_dir, name)
     assert results['eval']['num_examples'] == 360
 
 
+@pytest.mark.slow
 def test_cifar_resnet20_learns(tmp_path, digits_dir):
     """ResNet-20 with the CIFAR recipe (option A, BN, momentum, wd 1e-4) on 32x32x3 digits lowers its loss."""
     cifar = importlib.import_module('experiments.resnet20_cifar10').get_config()

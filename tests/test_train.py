@@ -27,6 +27,7 @@ def _tensorboard_scalars(logdir) -> dict[str, dict[int, float]]:
     return scalars
 
 
+@pytest.mark.slow
 def test_quickstart_shortened_learns(tmp_path, digits_dir):
     """LeNet-5 on the embedded digits: 7 epochs lower the loss substantially and beat chance by far."""
     config = tiny_config(digits_dir)
