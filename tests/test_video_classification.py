@@ -12,7 +12,7 @@ import numpy as np
 from convnets import models
 from convnets.train import loop
 from experiments import default
-from tests.test_pipeline_video import ConvnetsTestClips  # noqa: F401  (registers the clips dataset)
+from tests import clips_dataset  # noqa: F401  (registers the clips dataset)
 
 
 @models.register('test_clip_net')
