@@ -91,7 +91,13 @@ def get_config() -> config_dict.ConfigDict:
     # Cadences are intervals: '2 epochs', '0.5 epoch', '500 steps' or '500' (steps); '' never.
     c.log_every = '100 steps'
     c.checkpoint_every = '1000 steps'  # Also saved at the end and on SIGTERM.
-    c.keep_checkpoints = 3
+    c.keep_checkpoints = 3  # The newest checkpoints kept (older ones are deleted); 0 keeps every checkpoint.
+    # Resuming refuses a checkpoint of a run with other run-defining settings (batch size, optimiser, data stream;
+    # cadences, evaluations and the run length may change); True continues anyway and records the changes.
+    c.resume_with_changes = False
+    # A watched train loss (the task's divergence_metrics) above this factor times its first logged value (at
+    # least 1) stops the run like a NaN; 0 turns the check off.
+    c.divergence_factor = 1000.0
     c.parallel = 'shard_map'  # Train step path; evaluations always run under shard_map.
     # --mode=visualize (convnets.visualize.report): pictures drawn from the latest checkpoint.
     c.visualize = config_dict.ConfigDict()

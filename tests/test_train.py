@@ -138,8 +138,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits_d
     loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
     good = final_params(workdir)
     config.num_train_steps = 20
-    config.optimizer.learning_rate = float("inf")  # The first update overflows.
-    with pytest.raises(loop.NonFiniteLossError, match=r'step 5 \(.*param_norm=nan.*last good checkpoint \(step 4\)'):
+    config.optimizer.learning_rate = 1e38  # The first update overflows (inf itself is refused up front).
+    config.resume_with_changes = True
+    with pytest.raises(loop.NonFiniteLossError, match=r'param_norm=inf\) at step 5 .*last good checkpoint \(step 4\)'):
         loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
     assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
     assert_trees_equal(final_params(workdir), good)
@@ -170,7 +171,7 @@ def test_workdir_of_a_different_model(tmp_path, digits_dir):
     workdir = str(tmp_path / 'run')
     loop.train_and_evaluate(tiny_config(digits_dir), workdir, devices=jax.devices()[:1])
     other = tiny_config(digits_dir, name='convnet', num_classes=10)
-    expected = r"model: \{'name': 'lenet5'.*model: \{'name': 'convnet'.*new --workdir"
+    expected = r"another architecture: model.name was 'lenet5', now 'convnet'.*new --workdir"
     with pytest.raises(checkpoint.IncompatibleCheckpointError, match=expected):
         loop.train_and_evaluate(other, workdir, devices=jax.devices()[:1])
 

@@ -30,6 +30,7 @@ from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
 from convnets import models, parallel
+from convnets.train import optim
 from convnets.train.state import TrainState
 
 StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
@@ -63,11 +64,27 @@ class Task(abc.ABC):
 
     # Evaluator types this task's configs may name in `config.evals.<name>.type`.
     evaluators: Mapping[str, EvaluatorFactory] = {}
+    # Train metrics watched for divergence: a run stops when one grows past config.divergence_factor times its
+    # first logged value (at least 1).
+    divergence_metrics: tuple[str, ...] = ('loss',)
 
     def architecture(self, config: ConfigDict) -> dict[str, Any]:
         """The config sections that fix the shapes of the state; a workdir holding another architecture is
         refused on resume. Override for tasks whose networks are configured elsewhere than `config.model`."""
         return {'model': config.model.to_dict()}
+
+    def run_config(self, config: ConfigDict) -> dict[str, Any]:
+        """The settings that define the run beyond its architecture: changing one of them and resuming would mix
+        two runs, so resume refuses it (unless config.resume_with_changes). Cadences, evaluations, the run length
+        and where data lives may change. Extend in tasks with more such fields."""
+        data = config.data
+        return {'batch_size': config.batch_size, 'seed': config.seed, 'optimizer': config.optimizer.to_dict(),
+                'data': {k: data[k] for k in ('name', 'train_split', 'train_preprocess', 'batch_keys',
+                                              'shuffle_buffer', 'process_split')}}
+
+    def validate(self, config: ConfigDict) -> None:
+        """Raises ValueError for settings that cannot be right (before anything is built or trained)."""
+        optim.validate(config.optimizer)
 
     @abc.abstractmethod
     def build_nets(self, config: ConfigDict) -> dict[str, nn.Module]:

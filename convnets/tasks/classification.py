@@ -120,6 +120,17 @@ class Classification(base.Task):
 
     evaluators = {'classification': classification_eval.make_evaluator}
 
+    def run_config(self, config: ConfigDict) -> dict[str, Any]:
+        return super().run_config(config) | {'ema_decay': config.ema_decay, 'aux_loss_weight': config.aux_loss_weight}
+
+    def validate(self, config: ConfigDict) -> None:
+        super().validate(config)
+        if not 0.0 <= config.ema_decay < 1.0:
+            raise ValueError(f'ema_decay={config.ema_decay}: the Polyak average needs 0 <= decay < 1 (0 turns it '
+                             f'off; GoogLeNet uses 0.9999).')
+        if config.aux_loss_weight < 0:
+            raise ValueError(f'aux_loss_weight={config.aux_loss_weight} must be >= 0 (GoogLeNet: 0.3).')
+
     def build_nets(self, config: ConfigDict) -> dict[str, nn.Module]:
         return {NET: base.build_model(config.model)}
 

@@ -9,11 +9,10 @@ execution, resume, preemption, the NaN guard, progress and ETA, TensorBoard, the
 """
 
 import dataclasses
-import itertools
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -29,10 +28,11 @@ from convnets.data import pipeline
 from convnets.train import checkpoint, intervals, optim, progress
 from convnets.train.evaluations import Evaluations, improved
 from convnets.train.state import TrainState, num_params
+from convnets.train.workdir_lock import WorkdirLock
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced NaN/Inf in a metric; the last good checkpoint is kept."""
+    """Training produced NaN/Inf in a metric, or a watched loss diverged; the last good checkpoint is kept."""
 
 
 def total_train_steps(config: ConfigDict, steps_per_epoch: int) -> int:
@@ -46,17 +46,22 @@ def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
     return {k: float(np.mean([m[k] for m in fetched])) for k in pending[0]}
 
 
-def _check_finite(pending: list[dict[str, jax.Array]], first_step: int, last_good: int | None) -> None:
-    """Raises NonFiniteLossError naming the first bad step and metrics; called before every log line and save."""
+def _check_metrics(pending: list[dict[str, jax.Array]], first_step: int, last_good: int | None,
+                   limits: dict[str, float]) -> None:
+    """Raises NonFiniteLossError naming the first bad step and metrics: a non-finite value, or a watched loss above
+    its divergence limit. Called before every log line and every save, so a bad state is never saved."""
     for i, m in enumerate(jax.device_get(pending)):
         bad = {k: float(v) for k, v in m.items() if not np.all(np.isfinite(v))}
-        if bad:
+        diverged = {k: float(m[k]) for k, limit in limits.items() if k in m and float(m[k]) > limit}
+        if bad or diverged:
             kept = f'the last good checkpoint (step {last_good}) is kept' if last_good else 'no checkpoint was saved'
+            what = (f'Non-finite training metrics ({", ".join(f"{k}={v}" for k, v in bad.items())})' if bad else
+                    f'Training diverged ({", ".join(f"{k}={v:.4g} > {limits[k]:.4g}" for k, v in diverged.items())}'
+                    f', i.e. --config.divergence_factor times its first logged value)')
             raise NonFiniteLossError(
-                f'Non-finite training metrics at step {first_step + i} '
-                f'({", ".join(f"{k}={v}" for k, v in bad.items())}; all: {progress.format_metrics(m)}); training '
-                f'stopped and {kept}. Try a lower --config.optimizer.learning_rate, a warm-up '
-                f'(--config.optimizer.warmup_steps), or check the input normalisation.')
+                f'{what} at step {first_step + i} (all: {progress.format_metrics(m)}); training stopped and {kept}. '
+                f'Try a lower --config.optimizer.learning_rate, a warm-up (--config.optimizer.warmup_steps), or '
+                f'check the input normalisation.')
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -69,11 +74,6 @@ def _write_json(workdir: str, name: str, results: dict[str, Any]) -> None:
     tmp = path.parent / (name + '.tmp')
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
     tmp.replace(path)
-
-
-def batch_spec(batch: Mapping[str, np.ndarray]) -> dict[str, jax.ShapeDtypeStruct]:
-    """Per-example shapes and dtypes of a (local) batch."""
-    return {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in batch.items()}
 
 
 @dataclasses.dataclass
@@ -89,13 +89,16 @@ class _Setup:
     total_steps: int
     ckpt: checkpoint.Checkpointer
     evaluations: Evaluations
-    start_step: int
+    start_step: int = 0
     n_params: int = 0
     state: TrainState | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # Of the restored checkpoint.
+    run_changes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _setup(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | None) -> _Setup:
+def _setup(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | None, *, read_only: bool) -> _Setup:
     task = tasks.get(config.task)
+    task.validate(config)
     mesh = parallel.make_mesh(devices)
     par = parallel.Parallel(mesh, config.parallel)
     parallel.check_batch_size(config.batch_size, mesh)
@@ -106,19 +109,28 @@ def _setup(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | Non
     total_steps = total_train_steps(config, steps_per_epoch)
     optimizers = task.make_optimizers(config, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     evaluations = Evaluations(task, config, mesh, nets, steps_per_epoch)
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints,
-                                   architecture={'task': config.task, **task.architecture(config)})
-    ckpt.check_compatible()
-    return _Setup(task, mesh, par, nets, optimizers, steps_per_epoch, total_steps, ckpt, evaluations,
-                  ckpt.latest_step() or 0)
+    ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints, read_only=read_only,
+                                   architecture={'task': config.task, **task.architecture(config)},
+                                   run=task.run_config(config))
+    return _Setup(task, mesh, par, nets, optimizers, steps_per_epoch, total_steps, ckpt, evaluations)
 
 
-def _init_or_restore(config: ConfigDict, s: _Setup, spec: Mapping[str, jax.ShapeDtypeStruct]) -> None:
-    """Fresh replicated state from the seed, or the latest checkpoint restored onto the mesh."""
+def _init_or_restore(config: ConfigDict, s: _Setup) -> None:
+    """Fresh replicated state from the seed, or the newest intact checkpoint restored onto the mesh."""
+    # The state is built for the training input shapes (found by tracing the pipeline, not by reading data).
+    spec = {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in
+            pipeline.element_spec(config.data, train=True).items()}
     init = jax.jit(lambda: s.task.init_state(config, s.nets, s.optimizers, spec),
                    out_shardings=parallel.replicated(s.mesh))
-    s.state = s.ckpt.restore(jax.eval_shape(init)) if s.start_step else init()
+    if s.ckpt.latest_step() is not None:
+        s.state, s.meta, s.run_changes = s.ckpt.restore(jax.eval_shape(init),
+                                                        allow_run_changes=config.resume_with_changes)
+        s.start_step = int(s.meta['step'])
+        if s.run_changes:
+            logging.warning('Resuming step %d with changed settings (resume_with_changes=True): %s', s.start_step,
+                            s.run_changes)
+    else:
+        s.state = init()
     s.n_params = num_params(s.state)
     logging.info('Task %s, networks %s: %s parameters; %d steps (%d per epoch), global batch %d on %d devices (%s)',
                  config.task, ', '.join(f'{k}={type(v).__name__}' for k, v in s.nets.items()), f'{s.n_params:,}',
@@ -126,17 +138,16 @@ def _init_or_restore(config: ConfigDict, s: _Setup, spec: Mapping[str, jax.Shape
 
 
 def _restore_latest(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | None) -> _Setup:
-    """Set-up with the state of the latest checkpoint in `workdir`; an error if there is none."""
-    s = _setup(config, workdir, devices)
-    if not s.start_step:
+    """Set-up with the state of the newest intact checkpoint in `workdir`, read-only; an error if there is none."""
+    directory = epath.Path(workdir) / 'checkpoints'
+    if not directory.exists() or not any(p.name.isdigit() for p in directory.iterdir()):
+        raise FileNotFoundError(f'No checkpoint in {directory}: train first (--mode=train) with this --workdir, or '
+                                f'point --workdir at a finished run.')
+    s = _setup(config, workdir, devices, read_only=True)
+    try:
+        _init_or_restore(config, s)
+    finally:
         s.ckpt.close()
-        raise FileNotFoundError(f'No checkpoint in {s.ckpt.directory}: train first (--mode=train) with this '
-                                f'--workdir, or point --workdir at a finished run.')
-    # The state is built for the training input shapes, as when it was trained.
-    spec = {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in
-            pipeline.element_spec(config.data, train=True).items()}
-    _init_or_restore(config, s, spec)
-    s.ckpt.close()
     return s
 
 
@@ -153,7 +164,7 @@ def restore_for_inference(config: ConfigDict, workdir: str, *, devices: Sequence
 def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | None = None
                         ) -> dict[str, Any]:
     """`--mode=eval`: runs every `at_end` evaluator on the latest checkpoint; writes `eval_results.json`
-    (results.json is untouched)."""
+    (results.json is untouched). Reads the workdir only, so it may run beside training."""
     s = _restore_latest(config, workdir, devices)
     results: dict[str, Any] = {'step': s.start_step}
     for name in s.evaluations.at_end():
@@ -165,30 +176,55 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[j
     return results
 
 
+def _finished_results(workdir: str, step: int) -> dict[str, Any] | None:
+    """The results.json of a run that already finished at `step`, if there is one."""
+    path = epath.Path(workdir) / 'results.json'
+    if not path.exists():
+        return None
+    results = json.loads(path.read_text())
+    return results if results.get('step') == step else None
+
+
 def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | None = None
                        ) -> dict[str, Any] | None:
-    """Trains (resuming from the latest checkpoint in `workdir`), evaluates and writes `results.json`.
+    """Trains (resuming from the newest intact checkpoint in `workdir`), evaluates and writes `results.json`.
 
     Returns the results dict, or None when the run stopped early on a preemption request (after saving).
+    One run per workdir: a second concurrent run gets WorkdirBusyError.
     """
-    s = _setup(config, workdir, devices)
+    with WorkdirLock(workdir):
+        return _train_and_evaluate(config, workdir, devices)
+
+
+def _train_and_evaluate(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | None
+                        ) -> dict[str, Any] | None:
+    s = _setup(config, workdir, devices, read_only=False)
+    try:
+        _init_or_restore(config, s)
+    except BaseException:
+        s.ckpt.close()
+        raise
     par, ckpt, total_steps, start_step, evaluations = s.par, s.ckpt, s.total_steps, s.start_step, s.evaluations
+    if start_step >= total_steps and (done := _finished_results(workdir, start_step)) is not None:
+        ckpt.close()
+        logging.info('This run already finished at step %d: results.json is kept as it is (--mode=eval '
+                     're-evaluates the checkpoint; a larger num_train_steps / num_epochs continues training).',
+                     start_step)
+        return done
     is_main = jax.process_index() == 0
+    state = s.state
     batches = pipeline.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
                                      start_step=start_step, process_index=jax.process_index(),
                                      process_count=jax.process_count())
-    first = next(batches)
-    batches = itertools.chain([first], batches)
-    _init_or_restore(config, s, batch_spec(first))
-    state = s.state
-
     train_step = par.compile(s.task.make_train_step(config, s.nets, s.optimizers, axis_name=parallel.AXIS,
                                                     loss_is_global=par.loss_is_global))
     plateau = optim.plateau(config.optimizer)
     report_plateau = jax.jit(lambda st, value: st.replace(nets=plateau.report(st.nets, value)),
                              donate_argnums=0, out_shardings=parallel.replicated(s.mesh)) if plateau else None
     watched = evaluations.watched
-    best = ckpt.meta().get('best') if start_step else None
+    best = s.meta.get('best')
+    # First logged values of the watched losses, kept across restarts: the divergence reference.
+    reference: dict[str, float] = dict(s.meta.get('reference_metrics') or {})
     log_every = intervals.to_steps(config.log_every, s.steps_per_epoch, what='log_every')
     checkpoint_every = intervals.to_steps(config.checkpoint_every, s.steps_per_epoch, what='checkpoint_every')
     writer = progress.MetricWriter(workdir, enabled=is_main)
@@ -203,6 +239,21 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
     # dispatched ahead of each other; waiting for each step there costs little. Accelerators keep async dispatch.
     sync_each_step = jax.process_count() > 1 and jax.devices()[0].platform == 'cpu'
     t_start = time.time()
+
+    def limits() -> dict[str, float]:
+        if not config.divergence_factor:
+            return {}
+        return {k: config.divergence_factor * max(abs(v), 1.0) for k, v in reference.items()}
+
+    def check(pending: list[dict[str, jax.Array]]) -> None:
+        _check_metrics(pending, step - len(pending) + 1, last_good, limits())
+
+    def save(state: TrainState) -> None:
+        nonlocal last_good
+        with throughput.excluded():
+            check(pending)
+            if ckpt.save(step, state, force=True, extra={'best': best, 'reference_metrics': reference}):
+                last_good = step
 
     def run_evaluation(name: str, state: TrainState, step: int) -> TrainState:
         nonlocal best
@@ -224,6 +275,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
         return state
 
     try:
+        # Checkpoints are saved BEFORE the evaluations of their step (an evaluation failure never costs training
+        # work), so a resumed run first redoes the periodic evaluations of its starting step: they may have
+        # changed the state (the plateau schedule) and the bookkeeping after the save.
+        if 0 < start_step < total_steps:
+            for name in evaluations.due(start_step, last=False):
+                state = run_evaluation(name, state, start_step)
         while step < total_steps:
             state, metrics = train_step(state, par.shard_batch(next(batches)))
             if sync_each_step:
@@ -236,22 +293,22 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
             stopping = preemption.requested(step)
             last = step == total_steps
             if (log_every and step % log_every == 0) or last:
-                _check_finite(pending, step - len(pending) + 1, last_good)
+                check(pending)
                 mean = train_metrics = _mean_metrics(pending)
                 pending = []
+                for k in s.task.divergence_metrics:
+                    if k in mean:
+                        reference.setdefault(k, mean[k])
                 per_s = throughput.examples_per_second(step, since_last=True)
                 progress.log_train(step, total_steps, mean, per_s, throughput.eta_seconds(step, per_s))
                 writer.scalars(step, {f'train/{k}': v for k, v in mean.items()} | {'train/examples_per_s': per_s})
-            for name in evaluations.due(step, last=last):
-                state = run_evaluation(name, state, step)
             if (checkpoint_every and step % checkpoint_every == 0) or last or stopping:
-                with throughput.excluded():
-                    _check_finite(pending, step - len(pending) + 1, last_good)
-                    if ckpt.save(step, state, force=True, extra={'best': best}):
-                        last_good = step
+                save(state)
             if stopping:
                 logging.warning('Preempted: checkpoint saved at step %d; rerun the same command to resume.', step)
                 return None
+            for name in evaluations.due(step, last=last):
+                state = run_evaluation(name, state, step)
         for name in evaluations.at_end():
             if name not in latest:  # Resumed from a checkpoint at (or past) the last step.
                 state = run_evaluation(name, state, step)
@@ -264,7 +321,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
     results: dict[str, Any] = {evaluations.entries[name].results_key: m for name, m in latest.items()}
     results |= {
         'step': step,
-        'train': train_metrics,  # Means over the last logging interval.
+        'train': train_metrics,  # Means over the last logging interval (None if this run trained no step).
         'best': best,  # The best value of optimizer.plateau_metric seen in training, and its step.
         'train_examples_per_s': _finite_or_none(throughput.examples_per_second(step)),
         'num_params': s.n_params,
@@ -273,9 +330,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices: Sequence[ja
         'wall_seconds_this_run': time.time() - t_start,
         'config': config.to_dict(),
     }
+    if s.run_changes:
+        results['resumed_with_changes'] = {k: {'was': old, 'now': new} for k, (old, new) in s.run_changes.items()}
     if is_main:
         _write_json(workdir, 'results.json', results)
     logging.info('Done: step %d, %s, %.1f train examples/s', step, '; '.join(
-        f'{k}: {progress.format_metrics(results[k])}' for k in evaluations.results_keys()),
+        f'{k}: {progress.format_metrics(results[k])}' for k in evaluations.results_keys() if k in results),
         results['train_examples_per_s'] or float('nan'))
     return results

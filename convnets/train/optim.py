@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from ml_collections import ConfigDict
 
@@ -19,6 +20,24 @@ from convnets.train import transforms
 
 SCHEDULES = ('constant', 'step', 'exponential', 'cosine', 'plateau')
 VELOCITIES = ('lr_outside', 'lr_inside')
+
+
+def validate(opt: ConfigDict) -> None:
+    """Raises ValueError naming the field for optimiser settings that cannot be right."""
+    checks = [
+        (np.isfinite(opt.learning_rate) and opt.learning_rate > 0, 'learning_rate', 'a finite rate > 0'),
+        (0.0 <= opt.momentum < 1.0, 'momentum', 'in [0, 1) (0.9 in every paper here)'),
+        (np.isfinite(opt.weight_decay) and opt.weight_decay >= 0, 'weight_decay', '>= 0'),
+        (0.0 < opt.decay_factor <= 1.0, 'decay_factor', 'in (0, 1] (0.1: divide the rate by 10)'),
+        (opt.warmup_steps >= 0, 'warmup_steps', '>= 0'),
+        (opt.plateau_patience >= 0, 'plateau_patience', '>= 0'),
+        (opt.filter_rms_max >= 0, 'filter_rms_max', '>= 0 (0 turns the renormalisation off)'),
+    ]
+    for ok, field, wanted in checks:
+        if not ok:
+            raise ValueError(f'optimizer.{field}={opt[field]!r} must be {wanted}: --config.optimizer.{field}=...')
+    if opt.schedule not in SCHEDULES:
+        raise ValueError(f'Unknown optimizer.schedule {opt.schedule!r}; valid: {", ".join(SCHEDULES)}.')
 
 
 def _to_steps(value: float, unit: str, steps_per_epoch: int) -> int:
