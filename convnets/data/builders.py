@@ -1,10 +1,18 @@
-"""Finding and preparing the TFDS builder a config names (embedded digits, downloads, ImageNet's manual tars)."""
+"""Finding and preparing the TFDS builder a config names (embedded digits, downloads, ImageNet's manual tars).
+
+What stops a preparation is said before it starts where it can be: ImageNet's tar files missing, empty, not tar
+archives or cut short (checked from their first header and their end, not read through), and a data directory
+that cannot be written.
+"""
 
 from __future__ import annotations
 
 import difflib
+import errno
 import functools
 import os
+import tarfile
+import tempfile
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -12,6 +20,9 @@ from ml_collections import ConfigDict
 
 DEFAULT_NAME = "convnets_digits"
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+_IMAGENET_SIZES = "about 138 GiB and 6.3 GiB"  # Of the two files above as image-net.org serves them.
+_TAR_BLOCK = 512
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 @functools.cache
@@ -31,11 +42,41 @@ def _known_names() -> tuple[str, ...]:
 
 
 def _prepare_hint(name: str, data_dir: str) -> str:
+    """How to get a dataset that cannot be downloaded here (offline machines)."""
     return (
         f"To prepare it, run with --config.data.download=True on a machine with internet access "
         f"(or `tfds build {name} --data_dir={data_dir}`), then copy {data_dir} here and point "
         "--config.data.data_dir at it."
     )
+
+
+def _redownload_hint(manual_dir: str, which: str = "it") -> str:
+    return (
+        f"Download {which} again from https://image-net.org/download-images into {manual_dir} and check its size "
+        f"(the two files are {_IMAGENET_SIZES}); a partial download or a full disk leaves a short file."
+    )
+
+
+def tar_problem(path: str) -> str | None:
+    """What makes the tar file at ``path`` unusable (empty, not a tar archive, cut short), or None.
+
+    Reads the first header and the last two blocks only (an uncompressed tar ends with two zero blocks, so a
+    file cut short by an interrupted download almost surely does not), so it is instant on ImageNet's 138 GiB.
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        return "is empty (0 bytes)"
+    try:
+        with tarfile.open(path, "r:"):
+            pass
+    except tarfile.TarError as e:
+        return f"is not a tar archive ({size:,} bytes; {e})"
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 2 * _TAR_BLOCK))
+        end = f.read()
+    if size % _TAR_BLOCK or end.count(0) != len(end):
+        return f"is cut short ({size:,} bytes, no end-of-archive marker)"
+    return None
 
 
 def _check_imagenet_manual_files(manual_dir: str) -> None:
@@ -47,6 +88,52 @@ def _check_imagenet_manual_files(manual_dir: str) -> None:
             "https://image-net.org/download-images (free registration, 'ILSVRC2012' training and "
             "validation images). To use another directory, pass --config.data.manual_dir=/path/to/dir."
         )
+    for name in IMAGENET_MANUAL_FILES:
+        path = os.path.join(manual_dir, name)
+        if (problem := tar_problem(path)) is not None:
+            raise ValueError(f"the ImageNet file {path} {problem}. " + _redownload_hint(manual_dir))
+
+
+def _damaged_imagenet_tar(manual_dir: str, error: Exception) -> ValueError:
+    """The error for a tar that broke while TFDS read it (damage inside, e.g. in one class's inner tar)."""
+    paths = [os.path.join(manual_dir, name) for name in IMAGENET_MANUAL_FILES]
+    sizes = ", ".join(f"{os.path.basename(p)} {os.path.getsize(p):,} bytes" for p in paths)
+    return ValueError(
+        f"reading the ImageNet tar files in {manual_dir} failed ({type(error).__name__}: {error}): one of them "
+        f"is damaged ({sizes}). " + _redownload_hint(manual_dir, "the damaged one")
+    )
+
+
+def _unwritable(directory: str) -> str | None:
+    """Why ``directory`` (created if missing) cannot hold a prepared dataset, or None if it can."""
+    if "://" in directory:  # gs:// and other remote file systems: TFDS reports their own errors.
+        return None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def _not_writable_message(name: str, directory: str, reason: str) -> str:
+    return (
+        f"cannot prepare dataset {name!r}: the data directory {directory} is not writable ({reason}). "
+        "Point --config.data.data_dir at a directory you can write to (the dataset is prepared there on "
+        f"first use), or prepare it elsewhere and copy it into {directory}."
+    )
+
+
+def _prepare_failure(name: str, root: str, error: OSError) -> str:
+    if error.errno in _UNWRITABLE:
+        return _not_writable_message(name, root, error.strerror or str(error))
+    if error.errno == errno.ENOSPC:
+        return (
+            f"could not prepare dataset {name!r} into {root}: the disk is full ({error}). Free some space or "
+            "point --config.data.data_dir at a larger disk."
+        )
+    return f"could not download/prepare dataset {name!r} into {root}: {error}. " + _prepare_hint(name, root)
 
 
 def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
@@ -54,7 +141,8 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
 
     Reads ``data.name``, ``data_dir``, ``manual_dir`` and ``download``. Raises ValueError for unknown names
     (with close matches), FileNotFoundError if the dataset is not prepared and ``data.download`` is False or
-    ImageNet's manual files are missing, RuntimeError (chained) if downloading or preparing fails, e.g. offline.
+    ImageNet's manual files are missing, ValueError if one of them is damaged, PermissionError if the data
+    directory is not writable, RuntimeError (chained) if downloading or preparing fails, e.g. offline.
     """
     tf_cpu_only()
     from convnets.data import digits  # noqa: F401  (registers the embedded `convnets_digits`)
@@ -83,10 +171,14 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
             f"dataset {name!r} is not prepared in {root} and data.download is False. "
             + _prepare_hint(name, root)
         )
+    if (reason := _unwritable(root)) is not None:
+        raise PermissionError(_not_writable_message(name, root, reason))
     try:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    except (tarfile.TarError, EOFError) as e:
+        if base != "imagenet2012":
+            raise
+        raise _damaged_imagenet_tar(manual_dir, e) from e
     except OSError as e:  # requests' ConnectionError and friends are OSErrors.
-        raise RuntimeError(
-            f"could not download/prepare dataset {name!r} into {root}: {e}. " + _prepare_hint(name, root)
-        ) from e
+        raise RuntimeError(_prepare_failure(name, root, e)) from e
     return builder

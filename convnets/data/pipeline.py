@@ -9,7 +9,8 @@ must be static: ``element_spec(data)`` returns them by tracing, e.g. ``{'image':
 'label': ((), int32)}``; detection needs ``pad_boxes(N)``, multi-view evaluation reads ``'crops'``.
 
 Raw records keep every feature of the TFDS record; images and videos stay encoded until an example is
-preprocessed (``convnets.data.records``).
+preprocessed (``convnets.data.records``). Iterating the batches of a prepared dataset whose record files are
+damaged raises ``records.DamagedDatasetError``, which names the files and says to prepare the dataset again.
 
 Training stream (``train_batches``), for a global batch B split over P processes:
 
@@ -137,15 +138,20 @@ def _rows_of(process_index: int, local: int, read_batch: int) -> Callable:
     return lambda i, *rest: (i % read_batch) // local == process_index
 
 
-def _finish(ds: tf.data.Dataset, fn: Callable, local_batch: int, prefetch: int) -> Iterator[Batch]:
-    """Decodes/augments records in parallel (order kept), batches, prefetches, yields numpy."""
+def _finish(
+    ds: tf.data.Dataset, fn: Callable, local_batch: int, prefetch: int, builder: tfds.core.DatasetBuilder, split
+) -> Iterator[Batch]:
+    """Decodes/augments records in parallel (order kept), batches, prefetches, yields numpy.
+
+    Damaged record files of the prepared dataset raise ``records.DamagedDatasetError`` (naming them).
+    """
     ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(local_batch, drop_remainder=True)
     if prefetch:
         ds = ds.prefetch(prefetch)
     options = tf.data.Options()
     options.deterministic = True
-    return ds.with_options(options).as_numpy_iterator()
+    return records.checked(ds.with_options(options).as_numpy_iterator(), builder, split)
 
 
 def train_batches(
@@ -205,7 +211,7 @@ def train_batches(
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch)
     fn = records.example_fn(builder, data.train_preprocess, keys)
-    return _finish(ds, fn, local, int(data.prefetch))
+    return _finish(ds, fn, local, int(data.prefetch), builder, split)
 
 
 def eval_batches(
@@ -249,7 +255,7 @@ def eval_batches(
         ds = ds.filter(_rows_of(process_index, local, read_batch))
     ds = ds.map(lambda i, x, seed, mask: (x, seed, mask))
     fn = records.example_fn(builder, data.eval_preprocess, keys)
-    return _finish(ds, fn, local, int(data.prefetch))
+    return _finish(ds, fn, local, int(data.prefetch), builder, split)
 
 
 def _traced(data: ConfigDict, train: bool, keys: tuple[str, ...]) -> tuple[dict[str, tf.TensorSpec], str]:

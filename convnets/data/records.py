@@ -6,11 +6,16 @@ skipped (resumption) or dropped (other processes' rows) cost no decoding. ``exam
 them with its declared channel count and checks its declared shape (so fixed-size datasets give static
 shapes without a resize), runs the preprocessing spec, and keeps the features named by ``data.batch_keys``, cast
 to the batch dtypes: floating and uint8 (pixels) -> float32, other integers -> int32, bool stays bool.
+
+A prepared dataset whose record files are damaged (truncated, flipped bytes) fails while its batches are read;
+``checked`` turns that failure into a ``DamagedDatasetError`` naming the dataset, its files and the fix
+(delete the prepared directory and prepare it again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -118,3 +123,76 @@ def trace(builder: tfds.core.DatasetBuilder, split, spec: str, keys: Sequence[st
     raw, _ = read(builder, split, cache=False)
     seeded = raw.map(lambda x: (x, tf.zeros([2], tf.int64)))
     return seeded.map(example_fn(builder, spec, keys)).element_spec
+
+
+class DamagedDatasetError(RuntimeError):
+    """The record files of a prepared dataset are damaged; the message names them and how to re-prepare."""
+
+
+# A record that fails its checksum or ends early is DataLossError. InvalidArgumentError is also what a
+# preprocessing or shape mistake raises, so it counts as damage only with these words (an undecodable image or
+# unparsable record inside a record whose checksum passed: the source was damaged when the dataset was prepared).
+_DAMAGE_WORDS = ("corrupted record", "truncated record", "could not parse example", "invalid jpeg data",
+                 "unknown image file format", "invalid png data")
+# Reading every record of the split's files to find the damaged ones is done only below this size (~seconds).
+_SCAN_BYTES = 1 << 30
+
+
+def _is_damage(error: tf.errors.OpError) -> bool:
+    if isinstance(error, tf.errors.DataLossError):
+        return True
+    message = str(error).lower()
+    return isinstance(error, tf.errors.InvalidArgumentError) and any(w in message for w in _DAMAGE_WORDS)
+
+
+def _split_files(builder: tfds.core.DatasetBuilder, split) -> list[str]:
+    try:
+        return sorted({os.fspath(f.filename) for f in builder.info.splits[split].file_instructions})
+    except Exception:  # Only words the message: never let it hide the original error.
+        return []
+
+
+def _unreadable(files: Sequence[str]) -> list[str]:
+    """The files among ``files`` whose records cannot all be read (empty if they are too big to scan)."""
+    if sum(os.path.getsize(f) for f in files if os.path.exists(f)) > _SCAN_BYTES:
+        return []
+    bad = []
+    for f in files:
+        try:
+            for _ in tf.data.TFRecordDataset(f):
+                pass
+        except (tf.errors.OpError, OSError):
+            bad.append(f)
+    return bad
+
+
+def damaged_dataset_error(builder: tfds.core.DatasetBuilder, split, error: Exception) -> DamagedDatasetError:
+    """The error that says which prepared files of ``split`` are damaged and how to prepare them again."""
+    directory = os.fspath(builder.data_dir)
+    files = _split_files(builder, split)
+    bad = _unreadable(files)
+    if bad:
+        where = f"damaged file{'s' if len(bad) > 1 else ''}: {', '.join(os.path.basename(f) for f in bad)}"
+    elif files:
+        where = f"one of its {len(files)} files ({os.path.basename(files[0])}, ...) is damaged"
+    else:
+        where = "one of its record files is damaged"
+    # TF's message starts with an internal function name; its last part ("truncated record at 118456 ...") is
+    # the useful one.
+    detail = str(getattr(error, "message", error)).split("}}")[-1].split(" [Op:")[0].replace("'", "").strip()
+    return DamagedDatasetError(
+        f"the prepared dataset {builder.name!r} in {directory} cannot be read (split {split!r}; {where}; "
+        f"{detail}). Its files are damaged (an interrupted copy, a full disk, a bad source file when it was "
+        f"prepared). Delete {directory} and run again: the dataset is prepared again on first use "
+        "(data.download=True; ImageNet from the same manual tar files)."
+    )
+
+
+def checked(batches: Iterator, builder: tfds.core.DatasetBuilder, split) -> Iterator:
+    """``batches``, raising ``DamagedDatasetError`` (from TF's error) if reading the split's records fails."""
+    try:
+        yield from batches
+    except tf.errors.OpError as e:
+        if not _is_damage(e):
+            raise
+        raise damaged_dataset_error(builder, split, e) from e
