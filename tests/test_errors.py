@@ -275,7 +275,7 @@ def test_unwritable_data_dir_is_found_before_preparing(tmp_path):
 # ---- Which errors lose their traceback ----------------------------------------------------------------------------
 
 def test_only_errors_raised_on_purpose_by_the_project_are_shortened():
-    from convnets import main
+    from convnets import cli_errors as main
     from convnets.data import pipeline
 
     with pytest.raises(ValueError) as ours:

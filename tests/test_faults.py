@@ -83,8 +83,18 @@ def _remove_meta(workdir, step):
     shutil.rmtree(os.path.join(workdir, 'checkpoints', str(step), 'meta'))
 
 
+def _edit_meta(workdir, step):
+    """A flip that leaves valid JSON (seen in benchmarks/soak.py): one letter of the recorded state structure."""
+    path = os.path.join(workdir, 'checkpoints', str(step), 'meta', 'metadata')
+    with open(path) as f:
+        text = f.read()
+    assert 'opt_state' in text
+    with open(path, 'w') as f:
+        f.write(text.replace('opt_state', 'opT_state', 1))
+
+
 DAMAGE = {'flipped_byte': _flip_byte, 'truncated_file': _truncate, 'empty_metadata': _empty_metadata,
-          'missing_meta': _remove_meta}
+          'missing_meta': _remove_meta, 'meta_still_json': _edit_meta}
 
 
 @pytest.fixture(scope='module')

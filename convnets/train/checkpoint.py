@@ -6,11 +6,11 @@ temporary directory that the next training start deletes; the last complete chec
 
 Each checkpoint carries a small JSON `meta` item: the architecture (the task and the config sections that fix the
 state's shapes), the run-defining config (batch size, optimiser, data stream: see `convnets.tasks.base.Task`), the
-step, a SHA-256 digest of every array of the saved state, and the loop's bookkeeping (best evaluation, reference
-metrics). Restoring verifies the digest: a checkpoint whose files were damaged after the save (a flipped byte, a
-truncated file, missing metadata) is never used. It is moved to `<workdir>/checkpoints_damaged/` with a warning
-naming the step and the reason, and the newest intact checkpoint is restored instead; with none left, a
-`DamagedCheckpointError` says so.
+step, a SHA-256 digest of every array of the saved state, the state's structure, the loop's bookkeeping (best
+evaluation, reference metrics), and a digest of the meta item itself. Restoring verifies both digests: a
+checkpoint whose files were damaged after the save (a flipped byte, a truncated file, missing metadata) is never
+used. It is moved to `<workdir>/checkpoints_damaged/` with a warning naming the step and the reason, and the
+newest intact checkpoint is restored instead; with none left, a `DamagedCheckpointError` says so.
 """
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ def structure(state: Any) -> list[str]:
     """'path shape dtype' of every array: what a restore needs to match (works on abstract states too)."""
     return [f'{jax.tree_util.keystr(path)} {tuple(leaf.shape)} {np.dtype(leaf.dtype).name}'
             for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]]
+
+
+def meta_digest(meta: dict[str, Any]) -> str:
+    """SHA-256 of the meta item's canonical JSON (without the digest itself): a damaged meta must not pass for a
+    checkpoint of another run or architecture."""
+    body = {k: v for k, v in meta.items() if k != 'meta_digest'}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _json(value: Any) -> Any:
@@ -157,6 +164,9 @@ class Checkpointer:
             except Exception as e:  # noqa: BLE001 - any failure to read means the checkpoint cannot be trusted.
                 damaged.append(self._set_aside(step, f'its meta item cannot be read ({_short(e)})'))
                 continue
+            if meta.get('meta_digest') != meta_digest(meta):
+                damaged.append(self._set_aside(step, 'its meta item differs from the checksum saved with it'))
+                continue
             changes = self.check_compatible(meta, step, allow_run_changes=allow_run_changes)
             self._check_structure(meta, step, abstract_state)
             try:
@@ -208,8 +218,9 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, *, force: bool = False, extra: dict[str, Any] | None = None) -> bool:
         """Saves `state` (asynchronously) with the meta item; `extra`: JSON-able bookkeeping stored beside it."""
-        meta = {'architecture': self.architecture, 'run': self.run, 'step': int(step), 'digest': state_digest(state),
-                'structure': structure(state), **(extra or {})}
+        meta = _json({'architecture': self.architecture, 'run': self.run, 'step': int(step),
+                      'digest': state_digest(state), 'structure': structure(state), **(extra or {})})
+        meta['meta_digest'] = meta_digest(meta)
         saved = self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                                  meta=ocp.args.JsonSave(meta)), force=force)
         if saved:
