@@ -14,7 +14,9 @@ Schema
   num_train_steps          > 0 to fix the step count; otherwise derived from `num_epochs`.
   optimizer.*              SGD with momentum, weight decay and a learning-rate schedule (`convnets.train.optim`).
   log_every, checkpoint_every   intervals: '2 epochs', '0.5 epoch', '500 steps', '500' (steps), '' (never).
-  keep_checkpoints         how many of the newest checkpoints to keep.
+  keep_checkpoints         how many of the newest checkpoints to keep; 0 keeps all.
+  resume_with_changes      resume a checkpoint whose run-defining settings differ (recorded in results.json).
+  divergence_factor        stop when a watched train loss exceeds this factor times its first value (0: off).
   evals.<name>.*           evaluations: type, split, cadence (every, at_end), results_key, and the type's own
                            fields (classification: views, batch_keys, model_overrides; see `classification_eval`).
   parallel                 'shard_map' (main path: jax.jit(jax.shard_map(...))) or 'pmap'.
