@@ -27,6 +27,11 @@ def get_config(model: str):
     c.model.name = model
     # Table 1's blocks per stage, stated here so that smoke runs can shrink them (--config.model.stage_sizes).
     c.model.stage_sizes = DEPTHS[int(model.removeprefix('resnet').removeprefix('plain'))][0]
+    # Ablation switches (stated so that the command line can set them): Table 3's shortcut options A / B / C (B:
+    # projections where dimensions change), and where a downsampling bottleneck strides: '1x1' (the paper's v1) or
+    # '3x3' (torchvision's v1.5).
+    c.model.shortcut = 'B'
+    c.model.stride_on = '1x1'
     c.data.train_preprocess = ('decode(3)|random_resize_short(256, 480)|random_crop(224)|flip_lr|pca_lighting(0.1)|'
                                + MEAN)
     c.data.eval_preprocess = f'decode(3)|resize_short(256)|center_crop(224)|{MEAN}'

@@ -16,6 +16,7 @@ def get_config(model: str):
     c.model.name = model
     c.model.depth = int(model.removeprefix('resnet'))  # 6n+2; smoke runs may use --config.model.depth=8.
     c.model.num_classes = 10
+    c.model.shortcut = 'A'  # Sec. 4.2: identity shortcuts (option A) in all cases; B / C as switches.
     c.data.name = 'cifar10'
     c.data.cache = True
     c.data.train_preprocess = f'decode|random_crop(32, pad=4)|flip_lr|subtract_mean({CIFAR10_MEAN})'
