@@ -130,6 +130,7 @@ def _unwritable_dir(tmp_path) -> str:
     pytest.skip('no unwritable directory on this machine (root, and /sys is writable)')
 
 
+@pytest.mark.slow
 def test_read_only_data_dir_says_it_is_not_writable_and_how_to_choose_another(tmp_path):
     data_dir = _unwritable_dir(tmp_path)
     report = _report(_main(tmp_path, data_dir=data_dir), 1, whole=False)
@@ -164,6 +165,7 @@ def _manual_dir(tmp_path) -> str:
     return manual_dir
 
 
+@pytest.mark.slow
 def test_empty_imagenet_tar_names_the_file_and_says_to_download_it_again(tmp_path):
     manual_dir = _manual_dir(tmp_path)
     tar = os.path.join(manual_dir, 'ILSVRC2012_img_train.tar')

@@ -109,7 +109,7 @@ def straight(tmp_path_factory, digits_dir):
 
 
 @pytest.mark.parametrize('damage', sorted(DAMAGE))
-@pytest.mark.parametrize('task', sorted(TASKS))
+@pytest.mark.parametrize('task', ['classification', pytest.param('toy', marks=pytest.mark.slow)])
 def test_damaged_newest_checkpoint_is_detected_and_the_previous_one_restored(tmp_path, digits_dir, straight, task,
                                                                              damage, caplog):
     config = TASKS[task](digits_dir)
