@@ -11,7 +11,6 @@ restored) and a summary; exit code 0 only if the final run matches the uninterru
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -40,20 +39,16 @@ def _command(workdir: str, data_dir: str) -> list[str]:
 
 
 def _params_digest(workdir: str) -> str:
-    """SHA-256 of the final checkpoint's state arrays (read back with orbax)."""
-    import numpy as np
+    """The checkpoint checksum (convnets.train.checkpoint.state_digest) of the final networks, read back."""
     import orbax.checkpoint as ocp
+
+    from convnets.train import checkpoint
 
     ckpts = os.path.join(workdir, 'checkpoints')
     step = max(int(d) for d in os.listdir(ckpts) if d.isdigit())
     with ocp.StandardCheckpointer() as ckptr:
         tree = ckptr.restore(os.path.join(ckpts, str(step), 'state'))
-    import jax
-
-    h = hashlib.sha256()
-    for leaf in jax.tree.leaves(tree['nets']):
-        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    return h.hexdigest()
+    return checkpoint.state_digest(tree['nets'])
 
 
 def _saving(ckpt_dir: str, since: float = 0.0) -> bool:

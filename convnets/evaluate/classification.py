@@ -47,9 +47,10 @@ def log_probs(model: nn.Module, variables: dict, batch: dict[str, jax.Array]) ->
     return jax.nn.log_softmax(model.apply(variables, batch['image'], train=False).astype(jnp.float32))
 
 
-def topk_hits(log_p: jax.Array, labels: jax.Array, k: int) -> jax.Array:
-    """1.0 where the label is among the k highest scores (k is clipped to the number of classes)."""
-    _, top = jax.lax.top_k(log_p, min(k, log_p.shape[-1]))
+def topk_correct(scores: jax.Array, labels: jax.Array, k: int) -> jax.Array:
+    """1.0 where the label is among the k highest scores (k is clipped to the number of classes); the training
+    step's top-1 uses it too."""
+    _, top = jax.lax.top_k(scores, min(k, scores.shape[-1]))
     return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
 
 
@@ -59,8 +60,8 @@ def _score_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax
     lp, labels, mask = batch['log_probs'], batch['label'], batch['mask']
     sums = {
         'loss': -jnp.sum(jnp.take_along_axis(lp, labels[:, None], axis=1)[:, 0] * mask),
-        'top1': jnp.sum(topk_hits(lp, labels, 1) * mask),
-        'top5': jnp.sum(topk_hits(lp, labels, 5) * mask),
+        'top1': jnp.sum(topk_correct(lp, labels, 1) * mask),
+        'top5': jnp.sum(topk_correct(lp, labels, 5) * mask),
         'count': jnp.sum(mask),
     }
     return jax.lax.psum(sums, parallel.AXIS)

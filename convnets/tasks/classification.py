@@ -31,13 +31,6 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
 
 
-def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
-    """1.0 where the label is among the k highest scores (k is clipped to the number of classes)."""
-    k = min(k, logits.shape[-1])
-    _, top = lax.top_k(logits, k)
-    return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
-
-
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
                     axis_name: str, loss_is_global: bool, aux_loss_weight: float = 0.0, ema_decay: float = 0.0
                     ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
@@ -87,7 +80,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
         metrics = {
             'loss': loss,  # The training objective (main + weighted auxiliary losses).
             'main_loss': lax.pmean(main_loss, axis_name),
-            'top1': lax.pmean(jnp.mean(topk_correct(logits, batch['label'], 1)), axis_name),
+            'top1': lax.pmean(jnp.mean(classification_eval.topk_correct(logits, batch['label'], 1)), axis_name),
             'lr': jnp.asarray(schedule(state.step), jnp.float32) * transforms.rate_multiplier(net.opt_state),
             'grad_norm': optax.global_norm(grads),
             # Catches a step whose update overflowed even though its loss and gradient were still finite.

@@ -72,8 +72,9 @@ class Evaluations:
                              f"--config.evals.{name}.every (e.g. '1 epoch').")
         return Watched(name, metric)
 
-    def results_keys(self, *, at_end_only: bool = True) -> list[str]:
-        return [ev.results_key for ev in self.entries.values() if ev.at_end or not at_end_only]
+    def results_keys(self) -> list[str]:
+        """Where the final evaluations' numbers go in results.json."""
+        return [ev.results_key for ev in self.entries.values() if ev.at_end]
 
     def due(self, step: int, *, last: bool) -> list[str]:
         """The evaluators to run after `step` (periodic ones whose interval divides it; at_end ones at the end)."""

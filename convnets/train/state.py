@@ -73,10 +73,6 @@ class TrainState:
     def eval_variables(self) -> dict[str, Any]:
         return self.net.eval_variables
 
-    def replace_net(self, name: str, **fields: Any) -> 'TrainState':
-        """A copy with fields of network `name` replaced."""
-        return self.replace(nets={**self.nets, name: self.nets[name].replace(**fields)})
-
 
 def num_params(state: TrainState) -> int:
     """Trainable parameters over all networks."""

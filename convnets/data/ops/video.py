@@ -35,34 +35,31 @@ def _span(num_frames: int, stride: int) -> int:
     return (num_frames - 1) * stride + 1
 
 
-@register("temporal_crop")
-def temporal_crop(num_frames: int, stride: int = 1, *, key: str = "image") -> OpFn:
-    """The central window of ``num_frames`` frames, every ``stride``-th (start rounds down); for evaluation."""
-    num_frames = positive_int(num_frames, "temporal_crop", "num_frames")
-    stride = positive_int(stride, "temporal_crop", "stride")
+def _temporal_crop(name: str, num_frames: int, stride: int, key: str, random: bool) -> OpFn:
+    """A window of ``num_frames`` frames, every ``stride``-th: central (start rounds down), or at a uniformly
+    random start drawn from the example's seed."""
+    num_frames = positive_int(num_frames, name, "num_frames")
+    stride = positive_int(stride, name, "stride")
     span = _span(num_frames, stride)
 
     def fn(features: Features, seed: tf.Tensor) -> Features:
-        clip = read(features, key, "temporal_crop")
-        _check_clip(clip, "temporal_crop", key)
-        start = tf.maximum(tf.shape(clip)[0] - span, 0) // 2
+        clip = read(features, key, name)
+        _check_clip(clip, name, key)
+        slack = tf.maximum(tf.shape(clip)[0] - span, 0)
+        start = (tf.random.stateless_uniform([], seed, minval=0, maxval=slack + 1, dtype=tf.int32) if random
+                 else slack // 2)
         return replace(features, key, _frames(clip, start, num_frames, stride))
 
     return fn
+
+
+@register("temporal_crop")
+def temporal_crop(num_frames: int, stride: int = 1, *, key: str = "image") -> OpFn:
+    """The central window of ``num_frames`` frames, every ``stride``-th (start rounds down); for evaluation."""
+    return _temporal_crop("temporal_crop", num_frames, stride, key, random=False)
 
 
 @register("random_temporal_crop")
 def random_temporal_crop(num_frames: int, stride: int = 1, *, key: str = "image") -> OpFn:
     """A window of ``num_frames`` frames, every ``stride``-th, at a uniformly random start from the seed."""
-    num_frames = positive_int(num_frames, "random_temporal_crop", "num_frames")
-    stride = positive_int(stride, "random_temporal_crop", "stride")
-    span = _span(num_frames, stride)
-
-    def fn(features: Features, seed: tf.Tensor) -> Features:
-        clip = read(features, key, "random_temporal_crop")
-        _check_clip(clip, "random_temporal_crop", key)
-        starts = tf.maximum(tf.shape(clip)[0] - span, 0) + 1
-        start = tf.random.stateless_uniform([], seed, minval=0, maxval=starts, dtype=tf.int32)
-        return replace(features, key, _frames(clip, start, num_frames, stride))
-
-    return fn
+    return _temporal_crop("random_temporal_crop", num_frames, stride, key, random=True)
