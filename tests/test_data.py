@@ -187,6 +187,12 @@ def test_color_ops():
     color = _image(3, 4, 3).astype(np.float32)
     expected = color @ np.array([0.2989, 0.587, 0.114], np.float32)
     np.testing.assert_allclose(_apply(ops.parse("to_grayscale"), color)[..., 0], expected, rtol=1e-4)
+    np.testing.assert_array_equal(_apply(ops.parse("rgb_to_bgr"), color), color[..., ::-1])
+    # Keras' 'caffe' preprocessing: BGR minus the BGR mean == (RGB minus the RGB mean), reversed.
+    caffe = _apply(ops.parse("subtract_mean((123.68, 116.779, 103.939))|rgb_to_bgr"), color)
+    np.testing.assert_allclose(caffe, color[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32), rtol=1e-6)
+    with pytest.raises(ValueError, match="3 .static. channels"):
+        _apply(ops.parse("rgb_to_bgr"), gray)
 
 
 def test_value_ops():

@@ -30,6 +30,20 @@ def to_rgb(*, key: str = "image") -> OpFn:
     return fn
 
 
+@register("rgb_to_bgr")
+def rgb_to_bgr(*, key: str = "image") -> OpFn:
+    """Reverses the channel order (RGB -> BGR, or back): the Caffe-trained weights of the Keras applications and
+    the original VGG / ResNet releases take BGR input."""
+
+    def fn(features: Features, seed: tf.Tensor) -> Features:
+        image = read(features, key, "rgb_to_bgr")
+        if image.shape[-1] != 3:
+            raise ValueError(f"rgb_to_bgr expects 3 (static) channels, got shape {image.shape}")
+        return replace(features, key, tf.reverse(image, axis=[-1]))
+
+    return fn
+
+
 @register("to_grayscale")
 def to_grayscale(*, key: str = "image") -> OpFn:
     """Converts RGB to one luma channel (ITU-R 601 weights); a no-op for 1-channel images."""
