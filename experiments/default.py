@@ -16,6 +16,9 @@ Schema
   log_every, checkpoint_every   intervals: '2 epochs', '0.5 epoch', '500 steps', '500' (steps), '' (never).
   keep_checkpoints         how many of the newest checkpoints to keep; 0 keeps all.
   resume_with_changes      resume a checkpoint whose run-defining settings differ (recorded in results.json).
+  init_from                a workdir (a finished run, or imported weights: `python -m convnets.weights.import`)
+                           whose newest checkpoint gives the networks' starting weights (fine-tuning).
+  init_from_skip           regexes of variable paths ('params/fc_layer/') that keep their fresh initialisation.
   divergence_factor        stop when a watched train loss exceeds this factor times its first value (0: off).
   evals.<name>.*           evaluations: type, split, cadence (every, at_end), results_key, and the type's own
                            fields (classification: views, batch_keys, model_overrides; see `classification_eval`).
@@ -97,6 +100,9 @@ def get_config() -> config_dict.ConfigDict:
     # Resuming refuses a checkpoint of a run with other run-defining settings (batch size, optimiser, data stream;
     # cadences, evaluations and the run length may change); True continues anyway and records the changes.
     c.resume_with_changes = False
+    # Fine-tuning: start the networks from another workdir's newest checkpoint (see convnets.train.init_from).
+    c.init_from = ''
+    c.init_from_skip = ()
     # A watched train loss (the task's divergence_metrics) above this factor times its first logged value (at
     # least 1) stops the run like a NaN; 0 turns the check off.
     c.divergence_factor = 1000.0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import threading
 import time
@@ -60,6 +61,40 @@ def structure(state: Any) -> list[str]:
     """'path shape dtype' of every array: what a restore needs to match (works on abstract states too)."""
     return [f'{jax.tree_util.keystr(path)} {tuple(leaf.shape)} {np.dtype(leaf.dtype).name}'
             for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]]
+
+
+def _nets(state: Any) -> dict[str, Any]:
+    return dict(getattr(state, 'nets', None) or {})
+
+
+def net_variables(net: Any) -> dict[str, Any]:
+    """What a network passes on to another run (`config.init_from`): its parameters and BatchNorm statistics."""
+    return {'params': net.params, 'batch_stats': net.batch_stats}
+
+
+_NET_VARIABLE = re.compile(r"^\.nets\['(?P<net>[^']+)'\]\.(?P<kind>params|batch_stats)(?P<path>(?:\['[^']+'\])+) "
+                           r"\((?P<shape>[\d, ]*)\) (?P<dtype>\w+)$")
+
+
+def _net_variables_target(entries: list[str], device: jax.Device) -> dict[str, Any]:
+    """The abstract `{'nets': {name: {'params': ..., 'batch_stats': ...}}}` of a checkpoint, from the structure
+    list of its meta item (so another run's checkpoint can be read without its config)."""
+    sharding = jax.sharding.SingleDeviceSharding(device)
+    tree: dict[str, Any] = {}
+    for entry in entries:
+        m = _NET_VARIABLE.match(entry)
+        if m is None:
+            continue
+        node = tree.setdefault('nets', {}).setdefault(m['net'], {}).setdefault(m['kind'], {})
+        *parents, leaf = re.findall(r"\['([^']+)'\]", m['path'])
+        for p in parents:
+            node = node.setdefault(p, {})
+        shape = tuple(int(d) for d in m['shape'].replace(' ', '').split(',') if d)
+        node[leaf] = jax.ShapeDtypeStruct(shape, np.dtype(m['dtype']), sharding=sharding)
+    for net in tree.get('nets', {}).values():
+        net.setdefault('params', {})
+        net.setdefault('batch_stats', {})
+    return tree
 
 
 def meta_digest(meta: dict[str, Any]) -> str:
@@ -190,6 +225,41 @@ class Checkpointer:
             f'No intact checkpoint in {self.directory}: {"; ".join(damaged)}. Delete {self.directory} (and '
             f'{self.workdir / DAMAGED_DIR}) to start over, or use a new --workdir.')
 
+    def restore_net_variables(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        """Each network's `{'params', 'batch_stats'}` (host arrays) from the newest intact checkpoint, read without
+        knowing the config that wrote it (`config.init_from`), and that checkpoint's meta item.
+
+        Only the networks' variables are read (not the optimiser state); they are verified against the per-network
+        checksums saved with them. Damaged checkpoints are skipped (never moved: this workdir is another run's).
+        """
+        damaged: list[str] = []
+        for step in reversed(self.all_steps()):
+            try:
+                meta = self.meta(step)
+            except Exception as e:  # noqa: BLE001
+                damaged.append(f'step {step}: its meta item cannot be read ({_short(e)})')
+                continue
+            if meta.get('meta_digest') != meta_digest(meta) or 'net_digests' not in meta:
+                damaged.append(f'step {step}: its meta item fails its checksum or has no per-network checksums')
+                continue
+            target = _net_variables_target(meta.get('structure') or [], jax.local_devices()[0])
+            try:
+                restore_args = jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding), target)
+                restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+                    item=target, restore_args=restore_args, partial_restore=True)))['state']['nets']
+            except Exception as e:  # noqa: BLE001
+                damaged.append(f'step {step}: its networks cannot be restored ({_short(e)})')
+                continue
+            nets = {name: {k: jax.tree.map(np.asarray, v) for k, v in net.items()} for name, net in restored.items()}
+            bad = [n for n, v in nets.items() if state_digest(v) != meta['net_digests'].get(n)]
+            if bad:
+                damaged.append(f'step {step}: the arrays of {", ".join(bad)} differ from their checksums')
+                continue
+            for note in damaged:
+                logging.warning('Skipping damaged checkpoint in %s: %s', self.directory, note)
+            return nets, meta
+        raise DamagedCheckpointError(f'No intact checkpoint in {self.directory}: {"; ".join(damaged) or "none"}.')
+
     def _check_structure(self, meta: dict[str, Any], step: int, abstract_state: Any) -> None:
         """IncompatibleCheckpointError when the state to restore has other arrays than the checkpoint (a setting
         that changes the state, such as ema_decay or momentum, was changed with resume_with_changes)."""
@@ -219,7 +289,9 @@ class Checkpointer:
     def save(self, step: int, state: Any, *, force: bool = False, extra: dict[str, Any] | None = None) -> bool:
         """Saves `state` (asynchronously) with the meta item; `extra`: JSON-able bookkeeping stored beside it."""
         meta = _json({'architecture': self.architecture, 'run': self.run, 'step': int(step),
-                      'digest': state_digest(state), 'structure': structure(state), **(extra or {})})
+                      'digest': state_digest(state), 'structure': structure(state),
+                      'net_digests': {name: state_digest(net_variables(net)) for name, net in _nets(state).items()},
+                      **(extra or {})})
         meta['meta_digest'] = meta_digest(meta)
         saved = self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                                  meta=ocp.args.JsonSave(meta)), force=force)

@@ -25,7 +25,7 @@ from ml_collections import ConfigDict
 
 from convnets import parallel, tasks
 from convnets.data import pipeline
-from convnets.train import checkpoint, intervals, optim, progress
+from convnets.train import checkpoint, init_from, intervals, optim, progress
 from convnets.train.evaluations import Evaluations, improved
 from convnets.train.state import TrainState, num_params
 from convnets.train.workdir_lock import WorkdirLock
@@ -131,10 +131,79 @@ def _init_or_restore(config: ConfigDict, s: _Setup) -> None:
                             s.run_changes)
     else:
         s.state = init()
+        if config.init_from:
+            s.state, s.meta['init_from'] = _load_init_from(config, s.state, s.mesh)
     s.n_params = num_params(s.state)
     logging.info('Task %s, networks %s: %s parameters; %d steps (%d per epoch), global batch %d on %d devices (%s)',
                  config.task, ', '.join(f'{k}={type(v).__name__}' for k, v in s.nets.items()), f'{s.n_params:,}',
                  s.total_steps, s.steps_per_epoch, config.batch_size, s.mesh.devices.size, config.parallel)
+
+
+def _load_init_from(config: ConfigDict, state: TrainState, mesh: Mesh) -> tuple[TrainState, dict[str, Any]]:
+    """The fresh `state` with the networks of `config.init_from`'s newest checkpoint; the provenance record."""
+    loaded, meta = init_from.load(config.init_from)
+    state = init_from.transfer(state, loaded, config.init_from_skip, what=f'init_from={config.init_from}',
+                               sharding=parallel.replicated(mesh))
+    record = {'workdir': str(config.init_from), 'step': int(meta['step'])}
+    if meta.get('pretrained'):
+        record['pretrained'] = meta['pretrained']
+    elif meta.get('init_from'):
+        record['init_from'] = meta['init_from']
+    logging.info('Initialised from step %d of %s%s', record['step'], config.init_from,
+                 f' ({meta["pretrained"]["framework"]} {meta["pretrained"]["name"]} weights)'
+                 if meta.get('pretrained') else '')
+    check_preprocessing(config, record, train=True)
+    return state, record
+
+
+def pretrained_record(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of imported weights a checkpoint descends from (directly or through init_from), if any."""
+    while meta:
+        if meta.get('pretrained'):
+            return meta['pretrained']
+        meta = meta.get('init_from') or {}
+    return None
+
+
+def check_preprocessing(config: ConfigDict, meta: dict[str, Any], *, train: bool) -> None:
+    """Warns when imported weights meet a pipeline without the input normalisation they were trained with."""
+    record = pretrained_record(meta)
+    if not record:
+        return
+    ops = record['preprocessing']['value_ops']
+    specs = {'data.eval_preprocess': config.data.eval_preprocess}
+    if train:
+        specs['data.train_preprocess'] = config.data.train_preprocess
+    for name, spec in specs.items():
+        if ops not in spec:
+            logging.warning(
+                'These weights come from %s %s, trained on inputs made by %r (%s); %s=%r does not apply it, so '
+                'accuracy will suffer. experiments/pretrained.py:%s_%s sets it.', record['framework'],
+                record['name'], ops, record['preprocessing']['description'], name, spec, record['framework'],
+                record['name'])
+
+
+def save_initial_state(config: ConfigDict, workdir: str, variables: dict[str, dict[str, Any]],
+                       extra: dict[str, Any]) -> dict[str, Any]:
+    """Writes step 0 of `workdir`: the fresh state of `config` with each network's `variables` ({'params',
+    'batch_stats'}) in place, and `extra` in the meta item (the import's provenance). Refuses a workdir that
+    already holds checkpoints. Returns the meta item."""
+    with WorkdirLock(workdir):
+        s = _setup(config, workdir, None, read_only=False)
+        try:
+            if s.ckpt.latest_step() is not None:
+                raise FileExistsError(f'{workdir} already holds checkpoints: import into a new --workdir.')
+            config = config.copy_and_resolve_references()
+            with config.unlocked():
+                config.init_from = ''
+            _init_or_restore(config, s)
+            state = init_from.transfer(s.state, variables, what='the imported weights',
+                                       sharding=parallel.replicated(s.mesh))
+            s.ckpt.save(0, state, force=True, extra=extra)
+            s.ckpt.wait()
+            return s.ckpt.meta(0)
+        finally:
+            s.ckpt.close()
 
 
 def _restore_latest(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | None) -> _Setup:
@@ -166,7 +235,10 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[j
     """`--mode=eval`: runs every `at_end` evaluator on the latest checkpoint; writes `eval_results.json`
     (results.json is untouched). Reads the workdir only, so it may run beside training."""
     s = _restore_latest(config, workdir, devices)
+    check_preprocessing(config, s.meta, train=False)
     results: dict[str, Any] = {'step': s.start_step}
+    if (record := pretrained_record(s.meta)) is not None:
+        results['pretrained'] = record
     for name in s.evaluations.at_end():
         results[s.evaluations.entries[name].results_key] = metrics = s.evaluations.run(name, s.state)
         logging.info('evals.%s of step %d: %s', name, s.start_step, progress.format_metrics(metrics))
@@ -252,7 +324,11 @@ def _train_and_evaluate(config: ConfigDict, workdir: str, devices: Sequence[jax.
         nonlocal last_good
         with throughput.excluded():
             check(pending)
-            if ckpt.save(step, state, force=True, extra={'best': best, 'reference_metrics': reference}):
+            extra = {'best': best, 'reference_metrics': reference}
+            for key in ('init_from', 'pretrained'):  # provenance of the starting weights, kept through resumes
+                if s.meta.get(key):
+                    extra[key] = s.meta[key]
+            if ckpt.save(step, state, force=True, extra=extra):
                 last_good = step
 
     def run_evaluation(name: str, state: TrainState, step: int) -> TrainState:
@@ -330,6 +406,8 @@ def _train_and_evaluate(config: ConfigDict, workdir: str, devices: Sequence[jax.
         'wall_seconds_this_run': time.time() - t_start,
         'config': config.to_dict(),
     }
+    if s.meta.get('init_from'):
+        results['init_from'] = s.meta['init_from']
     if s.run_changes:
         results['resumed_with_changes'] = {k: {'was': old, 'now': new} for k, (old, new) in s.run_changes.items()}
     if is_main:

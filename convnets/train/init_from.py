@@ -1,0 +1,97 @@
+"""Starting a run from another run's weights (`config.init_from`): fine-tuning, and the detection recipes that
+start from ImageNet weights.
+
+`config.init_from` names a workdir (a training run, or one written by `python -m convnets.weights.import`); its
+newest intact checkpoint gives each network of the same name its parameters and BatchNorm statistics. Everything
+else (optimiser state, step, PRNG key) starts fresh, and a Polyak average starts at the loaded parameters.
+`config.init_from_skip` lists regular expressions (searched in '<collection>/<module>/.../<name>' paths such as
+'params/fc_layer/kernel'): matching variables keep their fresh initialisation, which is how a new classifier with
+another number of classes is fitted. Every other variable must be loaded with its exact shape, or the run stops
+with a list of what does not fit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from etils import epath
+
+from convnets.train import checkpoint
+from convnets.train.state import TrainState
+from convnets.weights.mapping import SHOWN, flatten, unflatten
+
+
+class InitFromError(ValueError):
+    """The weights named by config.init_from do not fit this run."""
+
+
+def load(workdir: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Each network's variables from the newest intact checkpoint of `workdir`, and that checkpoint's meta."""
+    directory = epath.Path(workdir) / 'checkpoints'
+    if not directory.exists() or not any(p.name.isdigit() for p in directory.iterdir()):
+        raise FileNotFoundError(
+            f'init_from={workdir}: no checkpoint there. Point it at a finished run\'s --workdir, or create one from '
+            f'released weights with `python -m convnets.weights.import --from=torchvision --model=resnet50 '
+            f'--file=FILE --workdir={workdir}`.')
+    ckpt = checkpoint.Checkpointer(workdir, keep=0, architecture={}, read_only=True)
+    try:
+        return ckpt.restore_net_variables()
+    finally:
+        ckpt.close()
+
+
+def _fit(name: str, fresh: Mapping[str, Any], loaded: Mapping[str, Any], skip: Sequence[re.Pattern]
+         ) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The variables of network `name`: loaded where they fit, fresh where skipped; plus problems and kept."""
+    fresh_flat, loaded_flat = flatten(fresh), flatten(loaded)
+    out, problems, kept = {}, [], []
+    for path, value in fresh_flat.items():
+        if any(p.search(path) for p in skip):
+            out[path] = value
+            kept.append(path)
+        elif path not in loaded_flat:
+            problems.append(f'{name}: {path} {tuple(value.shape)} is not in the checkpoint')
+        elif tuple(np.shape(loaded_flat[path])) != tuple(value.shape):
+            problems.append(f'{name}: {path} is {tuple(np.shape(loaded_flat[path]))} in the checkpoint, '
+                            f'{tuple(value.shape)} here')
+        else:
+            out[path] = np.asarray(loaded_flat[path], dtype=value.dtype)
+    unused = [f'{name}: {p}' for p in loaded_flat if p not in fresh_flat and not any(s.search(p) for s in skip)]
+    if unused:
+        problems.append(f'checkpoint variables this network lacks ({len(unused)}): ' + ', '.join(unused[:SHOWN]))
+    return unflatten(out), problems, kept
+
+
+def transfer(state: TrainState, loaded: Mapping[str, Mapping[str, Any]], skip: Sequence[str] = (),
+             *, what: str = 'init_from', sharding: jax.sharding.Sharding | None = None) -> TrainState:
+    """`state` with each network's parameters and BatchNorm statistics taken from `loaded` (by network name),
+    except the variables `skip` matches. InitFromError lists every variable that does not fit."""
+    patterns = [re.compile(p) for p in skip]
+    missing = [n for n in state.nets if n not in loaded]
+    if missing:
+        raise InitFromError(f'{what}: the checkpoint has networks {", ".join(loaded) or "none"}; this run needs '
+                            f'{", ".join(missing)} too.')
+    nets, problems, kept_all = {}, [], []
+    for name, net in state.nets.items():
+        fresh = {'params': net.params, 'batch_stats': net.batch_stats}
+        fitted, issues, kept = _fit(name, fresh, loaded[name], patterns)
+        problems += issues
+        kept_all += [f'{name}: {p}' for p in kept]
+        params, stats = fitted.get('params', {}), fitted.get('batch_stats', {})
+        if sharding is not None:
+            params, stats = jax.device_put((params, stats), sharding)
+        ema = params if net.ema_params else net.ema_params
+        nets[name] = net.replace(params=params, batch_stats=stats, ema_params=ema)
+    if problems:
+        raise InitFromError(f'{what}: the weights do not fit this run ({len(problems)} problems):\n  '
+                            + '\n  '.join(problems[:SHOWN]) + '\nList variables to initialise afresh (e.g. a new '
+                            'classifier) in --config.init_from_skip, e.g. "(\'params/fc_layer/\',)".')
+    if kept_all:
+        logging.info('%s: kept the fresh initialisation of %d variables: %s', what, len(kept_all),
+                     ', '.join(kept_all[:SHOWN]))
+    return state.replace(nets=nets)

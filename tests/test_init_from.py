@@ -1,0 +1,81 @@
+"""Fine-tuning from another workdir's weights (config.init_from, convnets.train.init_from)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from convnets.train import init_from, loop
+from tests import helpers
+
+
+def _trained(tmp_path, digits_dir, name='source', **overrides):
+    c = helpers.tiny_config(digits_dir)
+    for k, v in overrides.items():
+        setattr(c, k, v)
+    workdir = str(tmp_path / name)
+    loop.train_and_evaluate(c, workdir)
+    return c, workdir
+
+
+def test_init_from_loads_every_network_variable_and_trains_on(tmp_path, digits_dir):
+    _, source = _trained(tmp_path, digits_dir)
+    loaded = helpers.final_params(source)
+    c = helpers.tiny_config(digits_dir)
+    c.num_train_steps = 1
+    c.init_from = source
+    c.optimizer.learning_rate = 1e-30  # below every weight's float32 ulp: the loaded weights come through unchanged
+    target = str(tmp_path / 'target')
+    results = loop.train_and_evaluate(c, target)
+    helpers.assert_trees_equal(helpers.final_params(target), loaded)
+    assert results['init_from'] == {'workdir': source, 'step': 3}
+    # A resumed fine-tuning run keeps its own weights and its provenance.
+    c.num_train_steps = 2
+    c.optimizer.learning_rate = 0.05
+    c.resume_with_changes = True
+    again = loop.train_and_evaluate(c, target)
+    assert again['init_from'] == results['init_from']
+    assert not np.array_equal(helpers.final_params(target)['F6_layer']['kernel'], loaded['F6_layer']['kernel'])
+
+
+def test_init_from_with_a_new_classifier(tmp_path, digits_dir):
+    _, source = _trained(tmp_path, digits_dir)
+    loaded = helpers.final_params(source)
+    c = helpers.tiny_config(digits_dir)
+    c.init_from = source
+    c.model.num_classes = 12  # another head: its shape cannot be loaded
+    c.num_train_steps = 1
+    with pytest.raises(init_from.InitFromError, match=r"(?s)output_layer/kernel is \(84, 10\) in the checkpoint, "
+                                                      r"\(84, 12\) here.*init_from_skip"):
+        loop.train_and_evaluate(c, str(tmp_path / 'refused'))
+    c.init_from_skip = ('params/output_layer/',)
+    c.optimizer.learning_rate = 1e-30
+    target = str(tmp_path / 'new_head')
+    loop.train_and_evaluate(c, target)
+    params = helpers.final_params(target)
+    assert params['output_layer']['kernel'].shape == (84, 12)
+    for layer in ('C1_layer', 'C3_layer', 'F6_layer'):
+        helpers.assert_trees_equal(params[layer], loaded[layer])
+
+
+def test_init_from_errors(tmp_path, digits_dir):
+    c = helpers.tiny_config(digits_dir)
+    c.init_from = str(tmp_path / 'nowhere')
+    with pytest.raises(FileNotFoundError, match='no checkpoint there.*convnets.weights.import'):
+        loop.train_and_evaluate(c, str(tmp_path / 'target'))
+
+
+def test_init_from_skips_a_damaged_checkpoint(tmp_path, digits_dir):
+    c, source = _trained(tmp_path, digits_dir, keep_checkpoints=0, checkpoint_every='1')
+    good = helpers.final_params(source, step=2)
+    # Damage the newest checkpoint (its largest array file cut in half): the step before is used instead.
+    state_dir = os.path.join(source, 'checkpoints', '3', 'state')
+    victim = max((os.path.join(d, f) for d, _, fs in os.walk(state_dir) for f in fs), key=os.path.getsize)
+    with open(victim, 'r+b') as f:
+        f.truncate(os.path.getsize(victim) // 2)
+    nets, meta = init_from.load(source)
+    assert meta['step'] == 2
+    helpers.assert_trees_equal(nets['model']['params'], good)
+    assert os.path.isdir(os.path.join(source, 'checkpoints', '3'))  # another run's workdir: nothing moved
+    json.dumps(meta)  # the provenance is JSON
