@@ -24,11 +24,13 @@ class Preprocessing:
     name: str
     value_ops: str
     description: str
+    antialias: bool = False  # torchvision's Resize antialiases (its default since 0.17, and PIL always does)
 
     def eval_preprocess(self, resize: int = 256, crop: int = 224) -> str:
         """The single-crop evaluation of torchvision's references and the Keras applications' reported numbers:
-        the shorter side resized to ``resize``, the central ``crop`` square, then ``value_ops``."""
-        return f'decode(3)|resize_short({resize})|center_crop({crop})|{self.value_ops}'
+        the shorter side resized to ``resize`` (bilinear), the central ``crop`` square, then ``value_ops``."""
+        resized = f'resize_short({resize}, antialias=True)' if self.antialias else f'resize_short({resize})'
+        return f'decode(3)|{resized}|center_crop({crop})|{self.value_ops}'
 
     def record(self) -> dict[str, str]:
         return {'name': self.name, 'value_ops': self.value_ops, 'description': self.description,
@@ -39,12 +41,12 @@ class Preprocessing:
 # .Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])); here in 0..255 units.
 TORCHVISION = Preprocessing(
     'torchvision', 'normalize((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))',
-    'RGB, (x / 255 - mean) / std with mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)')
+    'RGB, (x / 255 - mean) / std with mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)', antialias=True)
 # torchvision's googlenet weights come from TensorFlow and are used with transform_input=True, which maps the
 # mean/std-normalised input back to (x / 255 - 0.5) / 0.5: the network itself sees RGB scaled to [-1, 1].
 TORCHVISION_GOOGLENET = Preprocessing(
     'torchvision_googlenet', 'normalize(127.5, 127.5)',
-    'RGB scaled to [-1, 1]: what transform_input=True makes of the torchvision normalisation')
+    'RGB scaled to [-1, 1]: what transform_input=True makes of the torchvision normalisation', antialias=True)
 # Keras applications' 'caffe' mode (keras.applications.imagenet_utils.preprocess_input): RGB -> BGR, then the
 # ImageNet BGR mean (103.939, 116.779, 123.68) subtracted, no scaling.
 CAFFE_BGR = Preprocessing(
