@@ -274,3 +274,40 @@ def test_he_initialisation_fan_in_and_fan_out():
     model = get_model("resnet18", num_classes=10)
     y = model.apply(model.init(INIT_KEY, normal(1, 64, 64, 3)), normal(1, 64, 64, 3, seed=6))
     assert y.shape == (1, 10) and bool(jnp.isfinite(y).all())
+
+
+# --------------------------------------------------------------------- conv_bias / bn_epsilon (Keras' ResNet50)
+def test_resnet50_keras_has_conv_biases_and_keras_epsilon():
+    """Keras' ResNet50 (keras/src/applications/resnet.py): a bias on all 53 convs (projections included), BN
+    epsilon 1.001e-5; Keras counts 25,583,592 trainable parameters. The defaults are unchanged."""
+    keras_model, default = get_model("resnet50_keras"), get_model("resnet50")
+    assert (keras_model.conv_bias, keras_model.bn_epsilon, keras_model.stride_on) == (True, 1.001e-5, "1x1")
+    assert (default.conv_bias, default.bn_epsilon) == (False, 1e-5)
+    assert count("resnet50") == TORCHVISION["resnet50"] == 25_557_032
+    params = abstract("resnet50_keras")[0]
+    convs = [c for key in ("conv1_layer", "conv2_layer", "conv3_layer", "proj_layer") for c in submodules(params, key)]
+    assert len(convs) == 53 and all(set(c) == {"kernel", "bias"} for c in convs)
+    assert count("resnet50_keras") == 25_557_032 + sum(int(c["bias"].shape[0]) for c in convs) == 25_583_592
+    assert all(set(c) == {"kernel"} for c in submodules(abstract("resnet50")[0], "conv1_layer"))
+    assert jax.tree.structure(abstract("resnet50_keras")[2]) == jax.tree.structure(abstract("resnet50")[2])
+
+
+def test_bn_epsilon_reaches_every_batch_norm():
+    """At initialisation (running mean 0, variance 1, scale 1, shift 0) an eval-mode BN divides by
+    sqrt(1 + eps): eps = 3 halves each BN's output relative to eps = 0, so with bias-free convs a bottleneck's
+    conv{i} outputs shrink by 2^-i and the projection's by 1/2."""
+    x = normal(2, 8, 8, 3, seed=3)
+    outputs = {}
+    for eps in (0.0, 3.0):
+        block = ResidualBlock(4, bottleneck=True, strides=2, bn_epsilon=eps)
+        variables = block.init(INIT_KEY, x)  # the same key: the same kernels for both
+        _, state = block.apply(variables, x, mutable=["intermediates"])
+        outputs[eps] = jax.tree.map(lambda t: t[0], state["intermediates"], is_leaf=lambda a: isinstance(a, tuple))
+    for name, factor in (("conv1", 1 / 2), ("conv2", 1 / 4), ("conv3", 1 / 8), ("shortcut", 1 / 2)):
+        np.testing.assert_allclose(outputs[3.0][name], factor * outputs[0.0][name], rtol=1e-5, atol=1e-6)
+    stem = {eps: get_model("resnet18", num_classes=3, bn_epsilon=eps) for eps in (0.0, 3.0)}
+    x = normal(1, 32, 32, 3, seed=4)
+    variables = stem[0.0].init(INIT_KEY, x)
+    conv1 = {eps: m.apply(variables, x, mutable=["intermediates"])[1]["intermediates"]["conv1"][0]
+             for eps, m in stem.items()}
+    np.testing.assert_allclose(conv1[3.0], conv1[0.0] / 2, rtol=1e-5, atol=1e-6)

@@ -41,11 +41,19 @@ Options (fields):
 - ``residual=False``: the paper's plain network (Sec. 4.1, Table 2, Fig. 4 left): the same layers and strides, no
   shortcut and no projection parameters (alias ``plain18``, ``plain34``).
 - ``width``: the first stage's base width (64); stages double it. ``init_mode``: see below.
+- ``conv_bias`` (default False) and ``bn_epsilon`` (default 1e-5): for the Keras applications' ResNet50 weights
+  (alias ``resnet50_keras``: v1 strides, option B, ``conv_bias=True``, ``bn_epsilon=1.001e-5``). Keras builds
+  every convolution, projections included, with a bias and every BN with epsilon 1.001e-5
+  (keras/src/applications/resnet.py). A bias right before a BN is redundant in function (the BN subtracts the
+  mean, bias included, and adds its own shift), but the released file holds those biases and the BN's running
+  mean was measured with them, so they are kept as parameters rather than folded into the BN: the file then
+  loads tensor for tensor and the logits equal Keras'. 53 conv biases: 25,583,592 parameters instead of
+  25,557,032.
 
 Registered names: ``resnet`` (the class; 18-layer defaults), ``resnet18``/``34``/``50``/``101``/``152`` (Table 1,
 option B, the paper's v1 strides), ``resnet50_v1_5``/``101_v1_5``/``152_v1_5`` (torchvision's stride placement),
 ``plain18``, ``plain34`` (Table 2's plain nets), ``resnet18_a``, ``resnet34_a`` (Table 2's option-A ResNets),
-``resnet34_c`` (Table 3).
+``resnet34_c`` (Table 3), ``resnet50_keras`` (Keras' ResNet50, see ``conv_bias``).
 
 Initialisation (Sec. 3.4: "We initialize the weights as in [13]", He et al. 2015, "Delving deep into
 rectifiers"): conv kernels N(0, 2/n). ``init_mode='fan_in'`` (default) takes n = k*k*c_in, [13]'s forward-pass
@@ -91,19 +99,22 @@ def he_normal(mode: str = "fan_in") -> nn.initializers.Initializer:
     return nn.initializers.variance_scaling(2.0, mode, "normal")  # untruncated normal, as [13] and torchvision
 
 
-def batch_norm(train: bool, axis_name: str | None, name: str, zero_scale: bool = False) -> nn.BatchNorm:
-    """Sec. 3.4: BN "right after each convolution and before activation"; momentum 0.9, epsilon 1e-5."""
+def batch_norm(train: bool, axis_name: str | None, name: str, zero_scale: bool = False, epsilon: float = 1e-5
+               ) -> nn.BatchNorm:
+    """Sec. 3.4: BN "right after each convolution and before activation"; momentum 0.9, epsilon 1e-5 (Keras'
+    released ResNet50 used 1.001e-5: ``ResNet.bn_epsilon``)."""
     return nn.BatchNorm(
-        use_running_average=not train, momentum=0.9, epsilon=1e-5, axis_name=axis_name,
+        use_running_average=not train, momentum=0.9, epsilon=epsilon, axis_name=axis_name,
         scale_init=nn.initializers.zeros_init() if zero_scale else nn.initializers.ones_init(), name=name,
     )
 
 
-def conv(features: int, k: int, strides: int, mode: str, name: str) -> nn.Conv:
-    """A bias-free k x k convolution with the symmetric padding (k - 1) / 2 of Caffe and torchvision."""
+def conv(features: int, k: int, strides: int, mode: str, name: str, use_bias: bool = False) -> nn.Conv:
+    """A k x k convolution with the symmetric padding (k - 1) / 2 of Caffe and torchvision; bias-free unless
+    ``use_bias`` (only for weights that were trained with one: ``ResNet.conv_bias``). A bias starts at 0."""
     pad = (k - 1) // 2
     return nn.Conv(
-        features, (k, k), strides=(strides, strides), padding=((pad, pad), (pad, pad)), use_bias=False,
+        features, (k, k), strides=(strides, strides), padding=((pad, pad), (pad, pad)), use_bias=use_bias,
         kernel_init=he_normal(mode), name=name,
     )
 
@@ -135,6 +146,8 @@ class ResidualBlock(nn.Module):
     residual: bool = True
     init_mode: str = "fan_in"
     bn_axis_name: str | None = None
+    conv_bias: bool = False  # a bias on every conv (projections too): only to hold weights trained with one
+    bn_epsilon: float = 1e-5
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
@@ -154,9 +167,9 @@ class ResidualBlock(nn.Module):
         y = x
         for i, (width, k, stride) in enumerate(layers, start=1):
             last = i == len(layers)
-            y = conv(width, k, stride, mode, name=param_name(f"conv{i}"))(y)
+            y = conv(width, k, stride, mode, name=param_name(f"conv{i}"), use_bias=self.conv_bias)(y)
             zero = last and self.zero_init_last_bn  # Goyal et al.: the branch starts at 0
-            y = batch_norm(train, self.bn_axis_name, param_name(f"bn{i}"), zero_scale=zero)(y)
+            y = batch_norm(train, self.bn_axis_name, param_name(f"bn{i}"), zero_scale=zero, epsilon=self.bn_epsilon)(y)
             if not last:
                 y = nn.relu(y)  # the branch's last ReLU comes after the addition (Fig. 2)
             self.sow("intermediates", f"conv{i}", y)
@@ -165,8 +178,8 @@ class ResidualBlock(nn.Module):
         dims_change = s != 1 or x.shape[-1] != out
         if self.shortcut == "C" or (self.shortcut == "B" and dims_change):
             # Eqn. (2): projection W_s x by a 1x1 convolution (stride s), followed by BN as every conv.
-            sc = conv(out, 1, s, mode, name=param_name("proj"))(x)
-            sc = batch_norm(train, self.bn_axis_name, param_name("proj_bn"))(sc)
+            sc = conv(out, 1, s, mode, name=param_name("proj"), use_bias=self.conv_bias)(x)
+            sc = batch_norm(train, self.bn_axis_name, param_name("proj_bn"), epsilon=self.bn_epsilon)(sc)
         else:
             sc = zero_pad_shortcut(x, out, s)  # identity (Eqn. 1), zero-padded if dims change (option A)
         self.sow("intermediates", "shortcut", sc)
@@ -175,16 +188,19 @@ class ResidualBlock(nn.Module):
 
 def residual_stages(
     module: nn.Module, x: Array, train: bool, stage_sizes: Sequence[int], widths: Sequence[int],
-    strides: Sequence[int], bottleneck: bool,
+    strides: Sequence[int], bottleneck: bool, conv_bias: bool = False, bn_epsilon: float = 1e-5,
 ) -> Array:
     """Runs the stages of ``module`` (a ResNet-like Module with the block option fields), sowing each stage's
-    output as ``stage{s}``. Must be called from ``module``'s compact ``__call__``."""
+    output as ``stage{s}``. Must be called from ``module``'s compact ``__call__``. ``conv_bias`` and
+    ``bn_epsilon`` are arguments, not fields read from ``module``, so that modules without them (the CIFAR
+    ResNets) keep the defaults."""
     for s, (n, width, stride) in enumerate(zip(stage_sizes, widths, strides, strict=True), start=1):
         for b in range(1, n + 1):
             x = ResidualBlock(
                 width, bottleneck=bottleneck, strides=stride if b == 1 else 1, shortcut=module.shortcut,
                 stride_on=module.stride_on, zero_init_last_bn=module.zero_init_last_bn, residual=module.residual,
-                init_mode=module.init_mode, bn_axis_name=module.bn_axis_name, name=f"stage{s}_block{b}",
+                init_mode=module.init_mode, bn_axis_name=module.bn_axis_name, conv_bias=conv_bias,
+                bn_epsilon=bn_epsilon, name=f"stage{s}_block{b}",
             )(x, train)
         module.sow("intermediates", f"stage{s}", x)
     return x
@@ -204,6 +220,8 @@ class ResNet(nn.Module):
     width: int = 64
     init_mode: str = "fan_in"  # He init over the fan-in ([13], Caffe) or 'fan_out' (torchvision)
     bn_axis_name: str | None = None
+    conv_bias: bool = False  # True: every conv has a bias (Keras' ResNet50 weights; see the module docstring)
+    bn_epsilon: float = 1e-5  # Keras' ResNet50: 1.001e-5
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
@@ -214,14 +232,15 @@ class ResNet(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"ResNet expects NHWC images, got shape {x.shape}")
         # Table 1, conv1: 7x7, 64, stride 2 (pad 3: 224 -> 112), BN, ReLU.
-        x = conv(self.width, 7, 2, self.init_mode, name=param_name("conv1"))(x)
-        x = nn.relu(batch_norm(train, self.bn_axis_name, param_name("bn1"))(x))
+        x = conv(self.width, 7, 2, self.init_mode, name=param_name("conv1"), use_bias=self.conv_bias)(x)
+        x = nn.relu(batch_norm(train, self.bn_axis_name, param_name("bn1"), epsilon=self.bn_epsilon)(x))
         self.sow("intermediates", "conv1", x)
         # Table 1: "3x3 max pool, stride 2" (pad 1 with -inf: 112 -> 56).
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         self.sow("intermediates", "pool1", x)
         widths = tuple(self.width * 2**i for i in range(len(STAGE_STRIDES)))  # 64, 128, 256, 512
-        x = residual_stages(self, x, train, self.stage_sizes, widths, STAGE_STRIDES, self.block == "bottleneck")
+        x = residual_stages(self, x, train, self.stage_sizes, widths, STAGE_STRIDES, self.block == "bottleneck",
+                            conv_bias=self.conv_bias, bn_epsilon=self.bn_epsilon)
         # Sec. 3.4 / Table 1: "global average pooling", then a 1000-way fully-connected layer.
         x = jnp.mean(x, axis=(1, 2))
         self.sow("intermediates", "avgpool", x)
@@ -248,5 +267,10 @@ for _depth in (18, 34):
 # Table 2 compares plain nets with option-A ResNets; Table 3 compares ResNet-34 A / B (the default) / C.
 for _alias, _depth, _option in (("resnet18_a", 18, "A"), ("resnet34_a", 34, "A"), ("resnet34_c", 34, "C")):
     ALIASES[_alias] = {"stage_sizes": DEPTHS[_depth][0], "block": "basic", "shortcut": _option}
+# The Keras applications' ResNet50 (keras/src/applications/resnet.py: ResNet(..., use_bias=True), every
+# BatchNormalization with epsilon=1.001e-5): the paper's v1 strides and option B, but with conv biases and that
+# epsilon, so that its released ImageNet weights load without folding (convnets.weights.keras).
+ALIASES["resnet50_keras"] = {"stage_sizes": DEPTHS[50][0], "block": "bottleneck", "stride_on": "1x1",
+                             "conv_bias": True, "bn_epsilon": 1.001e-5}
 for _alias, _kwargs in ALIASES.items():
     register(_alias, functools.partial(ResNet, **_kwargs))
