@@ -39,11 +39,29 @@ conv2 with k=2, n=5, alpha=1e-4, beta=0.75 (Sec. 3.3); overlapping max pooling 3
 after conv5 (Sec. 3.4); dropout 0.5 on the outputs of the two hidden fully-connected layers, "setting to zero
 the output of each hidden neuron" (Sec. 4.2); weights N(0, 0.01), biases 1 in conv2, conv4, conv5 and the hidden
 FC layers, 0 elsewhere (Sec. 5). Dropout is active only with ``train=True`` and uses the 'dropout' rng.
-(torchvision's AlexNet instead drops the inputs of fc6 and fc7 and has no LRN and no groups.)
+
+torchvision's AlexNet (registered as ``alexnet_torchvision``; torchvision/models/alexnet.py, class AlexNet) is the
+one-tower net of Krizhevsky's later "One weird trick for parallelizing convolutional neural networks" (2014),
+which the docstring of torchvision's ``alexnet`` builder names as its basis. It differs from the paper in three
+ways, each a field here, so that the variant is this module with other settings and its released weights
+(alexnet-owt-7be5be79.pth) import exactly:
+
+- ``widths=(64, 192, 384, 256, 256)`` instead of (96, 256, 384, 384, 256): narrower conv1, conv2 and conv4;
+- ``towers=1, lrn=False``: no grouped convolutions and no response normalisation;
+- ``dropout_on="inputs"``: dropout on the inputs of fc6 and fc7 (torchvision's classifier is Dropout, Linear,
+  ReLU, Dropout, Linear, ReLU, Linear) where the paper drops their outputs ("outputs", the default). At
+  inference the two are the same network.
+
+Its geometry is the paper's at 224 (conv1 11x11/4 pad 2, 3x3/2 max pools, pads 2 / 1 / 1 / 1); its
+``AdaptiveAvgPool2d((6, 6))`` before fc6 is the identity on the 6x6 pool5 map of a 224 image, so it is omitted (at
+other sizes fc6's fan-in follows pool5's map as in the paper variant, where torchvision would resample to 6x6).
+Parameters: 23,296 + 307,392 + 663,936 + 884,992 + 590,080 (conv1-5) + 37,752,832 + 16,781,312 + 4,097,000
+(fc6-8) = 61,100,840, torchvision's count. Initialisation stays the paper's (Sec. 5): the variant exists to load
+torchvision's weights.
 
 Intermediates sown (collection ``'intermediates'``; conv outputs after their ReLU): ``conv1`` (N,55,55,96),
 ``norm1``, ``pool1`` (N,27,27,96), ``conv2`` (N,27,27,256), ``norm2``, ``pool2`` (N,13,13,256), ``conv3``,
-``conv4``, ``conv5`` (N,13,13,*), ``pool5`` (N,6,6,256), ``fc6``, ``fc7`` (after ReLU, before dropout), ``fc8``
+``conv4``, ``conv5`` (N,13,13,*), ``pool5`` (N,6,6,256), ``fc6``, ``fc7`` (after ReLU, before any dropout), ``fc8``
 (the logits). ``norm*`` only with ``lrn=True``. Parameter submodules: ``conv1_layer`` ... ``fc8_layer``.
 
 ``deconv_stages()`` describes conv1-conv5 to the DeconvNet from the tables ``setup`` and ``__call__`` use
@@ -79,6 +97,12 @@ UNIT_BIAS_LAYERS = frozenset({"conv2", "conv4", "conv5", "fc6", "fc7"})
 POOLED_CONVS = ("conv1", "conv2")
 PLAIN_CONVS = ("conv3", "conv4", "conv5")
 PAD1 = ((1, 1), (1, 1))
+# Sec. 3.5, Fig. 2: the output maps of conv1-conv5 (both towers together).
+PAPER_WIDTHS = (96, 256, 384, 384, 256)
+# torchvision/models/alexnet.py, AlexNet.features: Conv2d(3, 64, ...), (64, 192), (192, 384), (384, 256), (256, 256).
+TORCHVISION_WIDTHS = (64, 192, 384, 256, 256)
+# Where dropout acts in fc6 and fc7: on their outputs (Sec. 4.2) or on their inputs (torchvision's classifier).
+DROPOUT_ON = ("outputs", "inputs")
 PAD2 = ((2, 2), (2, 2))
 
 
@@ -116,10 +140,16 @@ class AlexNet(nn.Module):
     overlapping_pool: bool = True  # False: the Sec. 3.4 ablation, 2x2 stride-2 pooling
     dropout_rate: float = 0.5
     input_size: int = 224  # 224 (conv1 padding 2) or 227 (Caffe, VALID conv1); see the module docstring
+    widths: tuple[int, int, int, int, int] = PAPER_WIDTHS  # output maps of conv1-conv5
+    dropout_on: str = "outputs"  # 'outputs' of fc6 and fc7 (Sec. 4.2) or their 'inputs' (torchvision)
 
     def setup(self) -> None:
         if self.towers not in (1, 2):
             raise ValueError(f"AlexNet.towers must be 1 or 2, got {self.towers}")
+        if self.dropout_on not in DROPOUT_ON:
+            raise ValueError(f"AlexNet.dropout_on must be one of {DROPOUT_ON}, got {self.dropout_on!r}")
+        if len(self.widths) != 5 or any(w % self.towers for w in self.widths):
+            raise ValueError(f"AlexNet.widths needs 5 widths divisible by towers={self.towers}, got {self.widths}")
         if self.input_size < MIN_INPUT_SIZE:
             raise ValueError(f"AlexNet.input_size must be at least {MIN_INPUT_SIZE}, got {self.input_size}")
         groups = self.towers
@@ -133,15 +163,16 @@ class AlexNet(nn.Module):
             )
 
         # Attribute names follow layers.param_name: '<layer>_layer'.
+        w1, w2, w3, w4, w5 = self.widths  # the paper's 96, 256, 384, 384, 256 unless changed
         # conv1: 96 kernels 11x11x3, stride 4 (Sec. 3.5); each GPU's 48 see the whole image, so no grouping.
-        self.conv1_layer = conv("conv1", 96, 11)
+        self.conv1_layer = conv("conv1", w1, 11)
         # conv2: 256 kernels 5x5x48, connected only to the conv1 maps of the same GPU (Sec. 3.5, Fig. 2).
-        self.conv2_layer = conv("conv2", 256, 5, groups)
+        self.conv2_layer = conv("conv2", w2, 5, groups)
         # conv3: 384 kernels 3x3x256, "connected to all kernel maps in the second layer" (Sec. 3.2, 3.5).
-        self.conv3_layer = conv("conv3", 384, 3)
+        self.conv3_layer = conv("conv3", w3, 3)
         # conv4: 384 kernels 3x3x192 and conv5: 256 kernels 3x3x192, same GPU only (Sec. 3.5).
-        self.conv4_layer = conv("conv4", 384, 3, groups)
-        self.conv5_layer = conv("conv5", 256, 3, groups)
+        self.conv4_layer = conv("conv4", w4, 3, groups)
+        self.conv5_layer = conv("conv5", w5, 3, groups)
         # fc6, fc7: 4096 neurons each, connected to all neurons of the previous layer (Sec. 3.5); fc8: the classes.
         self.fc6_layer = nn.Dense(4096, **_inits("fc6"))
         self.fc7_layer = nn.Dense(4096, **_inits("fc7"))
@@ -173,8 +204,17 @@ class AlexNet(nn.Module):
         x = self._pool(x)
         self.sow("intermediates", "pool5", x)
         x = x.reshape((x.shape[0], -1))  # row-major (h, w, c); fc6's fan-in follows pool5's map
-        # Sec. 4.2: "We use dropout in the first two fully-connected layers": their outputs are dropped.
-        return dropout_fc_head(self, x, train)
+        if self.dropout_on == "outputs":
+            # Sec. 4.2: "We use dropout in the first two fully-connected layers": their outputs are dropped.
+            return dropout_fc_head(self, x, train)
+        # torchvision's classifier: Dropout, Linear, ReLU (twice), then the last Linear (alexnet.py, AlexNet).
+        for name in ("fc6", "fc7"):
+            x = self.dropout(x, deterministic=not train)
+            x = nn.relu(getattr(self, param_name(name))(x))
+            self.sow("intermediates", name, x)
+        logits = self.fc8_layer(x)
+        self.sow("intermediates", "fc8", logits)
+        return logits
 
     def _normalise(self, name: str, x: Array) -> Array:
         if not self.lrn:
@@ -201,3 +241,8 @@ class AlexNet(nn.Module):
 
 # The tower-split ablation (Sec. 3.2): one stream, no grouped convolutions, LRN across all maps.
 register("alexnet_one_tower", functools.partial(AlexNet, towers=1))
+# torchvision's alexnet (see the module docstring): one tower, no LRN, 64-192-384-256-256, dropout before fc6/fc7.
+register(
+    "alexnet_torchvision",
+    functools.partial(AlexNet, towers=1, lrn=False, widths=TORCHVISION_WIDTHS, dropout_on="inputs"),
+)

@@ -45,10 +45,23 @@ otherwise; the dense mode takes any image at least that large. A small ``input_s
 1x1x512 map) gives small-image variants for CPU smoke runs. ``stage_widths`` and ``fc_features`` override the
 widths (64, 128, 256, 512, 512) and 4096, for tests; the defaults are the paper's.
 
+BatchNorm variants (``batch_norm=True``; registered ``vgg11_bn``, ``vgg13_bn``, ``vgg16_bn``, ``vgg19_bn`` for
+configurations A, B, D, E): not in the paper (BatchNorm came in 2015), but torchvision's ``vgg*_bn`` networks
+(torchvision/models/vgg.py, ``make_layers(cfg, batch_norm=True)``: Conv2d, BatchNorm2d, ReLU). A BatchNorm (eps
+1e-5, torchvision's default; momentum 0.9 in flax's convention, as elsewhere here) follows every convolution, before
+its ReLU; the convolution keeps its bias, as torchvision's does (redundant before BN, but part of the released
+weights). Each BN adds a scale and a shift per map: 2 * (sum of the conv widths) parameters, e.g. vgg16_bn
+138,365,992 (D + 8,448) and vgg19_bn 143,678,248 (E + 11,008), torchvision's counts; running means and variances
+are ``batch_stats``, not parameters. The classifier is the paper's (torchvision's is the same, and its
+``AdaptiveAvgPool2d((7, 7))`` is the identity at 224). ``bn_axis_name``: BN statistics synchronised over this
+device axis. The DeconvNet (``deconv_stages``) refuses ``batch_norm=True``: Zeiler and Fergus's DeconvNet has no
+step for BatchNorm.
+
 Intermediates sown (collection ``'intermediates'``; conv outputs after their ReLU): ``conv{s}_{i}`` (stage s,
 layer i), ``norm1`` (A-LRN only), ``pool1`` ... ``pool5``, ``fc6``, ``fc7`` (after ReLU, before dropout; maps in
 dense mode), ``score_map`` (dense mode only: fc8's map (N, h, w, num_classes)) and ``fc8`` (the logits).
-Parameter submodules: ``conv{s}_{i}_layer``, ``fc6_layer``, ``fc7_layer``, ``fc8_layer``.
+Parameter submodules: ``conv{s}_{i}_layer`` (and ``bn{s}_{i}_layer`` with ``batch_norm``), ``fc6_layer``,
+``fc7_layer``, ``fc8_layer``.
 
 ``deconv_stages()`` describes the conv layers to the DeconvNet from the helpers ``__call__`` uses
 (``CONFIGS``, ``CONV_STRIDES``, ``conv_padding``, ``lrn_follows``, ``POOL_WINDOW``, ``POOL_STRIDE``).
@@ -87,6 +100,8 @@ POOL_WINDOW = 2
 POOL_STRIDE = 2
 DOWNSAMPLING = 32  # five 2x2/2 pools
 INITS = ("paper", "paper_literal", "glorot")
+BN_EPSILON = 1e-5  # torchvision's vgg*_bn: nn.BatchNorm2d(v) with PyTorch's default eps
+BN_MOMENTUM = 0.9  # flax's convention (PyTorch's momentum 0.1)
 
 
 def conv_name(stage: int, index: int) -> str:
@@ -134,6 +149,8 @@ class VGG(nn.Module):
     input_size: int = 224  # training crop size; fc6 sees an (input_size/32)^2 x 512 map
     stage_widths: tuple[int, ...] = STAGE_WIDTHS
     fc_features: int = FC_FEATURES
+    batch_norm: bool = False  # torchvision's vgg*_bn: BN after every conv, before its ReLU (module docstring)
+    bn_axis_name: str | None = None  # with batch_norm: BN statistics synchronised over this axis
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
@@ -161,7 +178,14 @@ class VGG(nn.Module):
                 conv = nn.Conv(
                     width, (k, k), strides=CONV_STRIDES, padding=conv_padding(k), name=param_name(name), **inits
                 )
-                x = nn.relu(conv(x))
+                x = conv(x)
+                if self.batch_norm:
+                    # torchvision's make_layers: Conv2d -> BatchNorm2d -> ReLU (not in the paper).
+                    x = nn.BatchNorm(
+                        use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                        axis_name=self.bn_axis_name, name=param_name(f"bn{s}_{i}"),
+                    )(x)
+                x = nn.relu(x)
                 self.sow("intermediates", name, x)
                 if lrn_follows(self.config, s, i):
                     # Table 1, A-LRN: LRN after the first conv layer, with AlexNet's parameters (Sec. 2.1).
@@ -196,8 +220,12 @@ class VGG(nn.Module):
 
     @nn.nowrap  # a description of the architecture: callable on an unbound module
     def deconv_stages(self) -> list[Stage]:
-        """The DeconvNet stages up to the last conv layer (pool5 and the FC layers are not projected)."""
+        """The DeconvNet stages up to the last conv layer (pool5 and the FC layers are not projected);
+        ``NotImplementedError`` with ``batch_norm=True``."""
         _check_config(self.config)
+        if self.batch_norm:
+            # The ZF DeconvNet (Zeiler and Fergus 2013, Sec. 2.1) has no step for BatchNorm: refuse, don't guess.
+            raise NotImplementedError("DeconvNet: VGG with batch_norm=True (vgg*_bn) is not supported")
         stages: list[Stage] = []
         for s, kernels in enumerate(CONFIGS[self.config], start=1):
             for i, k in enumerate(kernels, start=1):
@@ -214,3 +242,6 @@ for _alias, _config in (
     ("vgg11", "A"), ("vgg11_lrn", "A-LRN"), ("vgg13", "B"), ("vgg16_c", "C"), ("vgg16", "D"), ("vgg19", "E"),
 ):
     register(_alias, functools.partial(VGG, config=_config))
+# torchvision's BatchNorm variants of A, B, D, E (see the module docstring).
+for _alias, _config in (("vgg11_bn", "A"), ("vgg13_bn", "B"), ("vgg16_bn", "D"), ("vgg19_bn", "E")):
+    register(_alias, functools.partial(VGG, config=_config, batch_norm=True))
