@@ -56,6 +56,12 @@ def test_parity_with_keras_logits(name, tmp_path):
     assert result['ours'].shape == result['theirs'].shape == (2, 1000)
     assert result['relative'] <= weight_parity.RTOL, (result['max_abs'], result['relative'])
     assert result['num_params'] == result['source_num_params']
+    # And back: exporting our variables gives the file's tensors, by Keras name, bit for bit.
+    exported = importer.export_tensors(result['source'], result['variables'])
+    read = files.read(result['path'])
+    assert sorted(exported) == sorted(read)
+    for key, value in read.items():
+        np.testing.assert_array_equal(exported[key], value, err_msg=key)
 
 
 # ------------------------------------------------------------------------------------------------ the h5 reader
