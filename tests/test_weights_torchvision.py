@@ -90,7 +90,7 @@ def _check_aux_heads(result: dict, fix: dict) -> None:
 def test_import_export_round_trip(name):
     """import -> export gives back the source tensors bit for bit, and re-importing gives the same variables."""
     source, fix = sources.get('torchvision', name), weight_parity.fixture(f'torchvision_{name}')
-    tensors = seeded.seeded_tensors(fix['shapes'], 'torch', fix['weight_seed'])
+    tensors = seeded.seeded_tensors(fix['shapes'], 'torch', fix['weight_seed'], fix.get('roles'))
     model = importer.build_model(source)
     variables = importer.convert_tensors(source, tensors, model, fix['input_shape'])
     exported = importer.export_tensors(source, variables)
@@ -106,7 +106,7 @@ def test_import_export_round_trip(name):
 
 def _damaged(tmp_path, change) -> str:
     fix = weight_parity.fixture('torchvision_resnet18')
-    tensors = seeded.seeded_tensors(fix['shapes'], 'torch', fix['weight_seed'])
+    tensors = seeded.seeded_tensors(fix['shapes'], 'torch', fix['weight_seed'], fix.get('roles'))
     change(tensors)
     path = str(tmp_path / 'resnet18.safetensors')
     files.write(path, tensors)

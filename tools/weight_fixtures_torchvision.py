@@ -8,7 +8,8 @@ Run where torch and torchvision are installed (JAX and convnets are not needed):
 For each network it builds torchvision's model with ``weights=None`` (1000 classes; googlenet with
 ``aux_logits=True, transform_input=False, init_weights=False``: the aux heads' tensors are part of the released
 file, and the input transform is preprocessing on our side), fills its state dict with the seeded stand-in weights
-of convnets/weights/seeded.py (seed 0, torch layout; loaded with ``strict=True``), runs it in eval mode on
+of convnets/weights/seeded.py (seed 0, torch layout, ResNets with the ``roles`` of :func:`seeded_roles`;
+loaded with ``strict=True``), runs it in eval mode on
 ``seeded.fixed_input(input_shape, seed=1)`` (NHWC, transposed to NCHW for torch) and writes the logits, the
 ordered name -> shape manifest of the state dict, the parameter count, the release's URL and acc@1 and the
 versions. tests/test_weights_torchvision.py regenerates the same tensors, imports them through
@@ -67,10 +68,24 @@ def build(name: str) -> torch.nn.Module:
     return models.get_model(name, weights=None, num_classes=1000)
 
 
+def seeded_roles(model: torch.nn.Module) -> dict[str, str]:
+    """Per-tensor overrides of seeded.py's roles. ResNets: the BN scale ending each residual branch (``bn2`` of a
+    BasicBlock, ``bn3`` of a Bottleneck) is drawn like a shift, N(0, 0.1), so that each branch adds a small
+    correction to its shortcut (as in a trained net) instead of doubling it: with U(0.5, 1.5) scales there, the
+    logits grow with depth to ~1e8 (resnet101) and ~1e12 (resnet152), where a relative bound says less."""
+    roles = {}
+    for path, module in model.named_modules():
+        if isinstance(module, (models.resnet.BasicBlock, models.resnet.Bottleneck)):
+            last = 'bn3' if isinstance(module, models.resnet.Bottleneck) else 'bn2'
+            roles[f'{path}.{last}.weight'] = 'shift'
+    return roles
+
+
 def fixture(name: str) -> dict:
     model = build(name)
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    tensors = seeded.seeded_tensors(shapes, 'torch', seed=WEIGHT_SEED)
+    roles = seeded_roles(model)
+    tensors = seeded.seeded_tensors(shapes, 'torch', seed=WEIGHT_SEED, roles=roles)
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}, strict=True)
     model.eval()
     size = input_size(name)
@@ -88,6 +103,7 @@ def fixture(name: str) -> dict:
     return {
         'framework': 'torchvision', 'name': name, 'layout': 'torch', 'shapes': shapes,
         'weight_seed': WEIGHT_SEED, 'input_seed': INPUT_SEED, 'input_shape': shape,
+        **({'roles': roles} if roles else {}),
         'logits': [[float(v) for v in row] for row in logits],
         'num_params': int(sum(p.numel() for p in model.parameters())),
         'weights_url': weights.url, 'weights_acc1': weights.meta['_metrics']['ImageNet-1K']['acc@1'],
