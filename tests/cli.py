@@ -7,6 +7,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON_M = (sys.executable, '-m')  # + a module and its flags
 
 
 def main_command(workdir: str, data_dir: str, *overrides: str, config: str = 'experiments/quickstart.py') -> list[str]:

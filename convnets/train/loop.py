@@ -123,10 +123,11 @@ def _init_or_restore(config: ConfigDict, s: _Setup) -> None:
     init = jax.jit(lambda: s.task.init_state(config, s.nets, s.optimizers, spec),
                    out_shardings=parallel.replicated(s.mesh))
     if s.ckpt.latest_step() is not None:
-        s.state, s.meta, s.run_changes = s.ckpt.restore(jax.eval_shape(init),
-                                                        allow_run_changes=config.resume_with_changes)
+        # Reading a checkpoint (evaluation, visualisation, export) mixes no runs: another batch size is fine.
+        s.state, s.meta, s.run_changes = s.ckpt.restore(
+            jax.eval_shape(init), allow_run_changes=config.resume_with_changes or s.ckpt.read_only)
         s.start_step = int(s.meta['step'])
-        if s.run_changes:
+        if s.run_changes and not s.ckpt.read_only:
             logging.warning('Resuming step %d with changed settings (resume_with_changes=True): %s', s.start_step,
                             s.run_changes)
     else:
@@ -184,26 +185,33 @@ def check_preprocessing(config: ConfigDict, meta: dict[str, Any], *, train: bool
 
 
 def save_initial_state(config: ConfigDict, workdir: str, variables: dict[str, dict[str, Any]],
-                       extra: dict[str, Any]) -> dict[str, Any]:
+                       batch_spec: dict[str, jax.ShapeDtypeStruct], extra: dict[str, Any]) -> dict[str, Any]:
     """Writes step 0 of `workdir`: the fresh state of `config` with each network's `variables` ({'params',
-    'batch_stats'}) in place, and `extra` in the meta item (the import's provenance). Refuses a workdir that
-    already holds checkpoints. Returns the meta item."""
+    'batch_stats'}) in place, and `extra` in the meta item (the import's provenance). `batch_spec`: one example's
+    shapes (what the networks are initialised for), so that no dataset is needed. Refuses a workdir that already
+    holds checkpoints. Returns the meta item."""
+    task = tasks.get(config.task)
+    task.validate(config)
+    mesh = parallel.make_mesh(None)
+    nets = task.build_nets(config)
+    # The state's structure does not depend on the schedule's length: any step counts do.
+    optimizers = task.make_optimizers(config, steps_per_epoch=1, total_steps=1)
     with WorkdirLock(workdir):
-        s = _setup(config, workdir, None, read_only=False)
+        ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints,
+                                       architecture={'task': config.task, **task.architecture(config)},
+                                       run=task.run_config(config))
         try:
-            if s.ckpt.latest_step() is not None:
+            if ckpt.latest_step() is not None:
                 raise FileExistsError(f'{workdir} already holds checkpoints: import into a new --workdir.')
-            config = config.copy_and_resolve_references()
-            with config.unlocked():
-                config.init_from = ''
-            _init_or_restore(config, s)
-            state = init_from.transfer(s.state, variables, what='the imported weights',
-                                       sharding=parallel.replicated(s.mesh))
-            s.ckpt.save(0, state, force=True, extra=extra)
-            s.ckpt.wait()
-            return s.ckpt.meta(0)
+            state = jax.jit(lambda: task.init_state(config, nets, optimizers, batch_spec),
+                            out_shardings=parallel.replicated(mesh))()
+            state = init_from.transfer(state, variables, what='the imported weights',
+                                       sharding=parallel.replicated(mesh))
+            ckpt.save(0, state, force=True, extra=extra)
+            ckpt.wait()
+            return ckpt.meta(0)
         finally:
-            s.ckpt.close()
+            ckpt.close()
 
 
 def _restore_latest(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | None) -> _Setup:

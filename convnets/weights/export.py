@@ -21,14 +21,19 @@ from ml_collections import config_flags
 from convnets import cli_errors
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'The experiment config the workdir was trained with.',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'The workdir whose newest checkpoint is exported.')
-flags.DEFINE_string('file', None, 'Output file (.safetensors or .npz).')
-flags.DEFINE_string('to', None, 'The torchvision network name (default: the one whose model fits the config).')
-flags.DEFINE_string('net', 'model', 'The network of the train state to export.')
-flags.DEFINE_bool('verbose_errors', False, 'Show the full traceback of every error (also: CONVNETS_TRACEBACK=1).')
-flags.mark_flags_as_required(['config', 'workdir', 'file'])
+
+
+def define_flags() -> None:
+    """The command's flags (defined only when it runs, so that importing the module defines none)."""
+    config_flags.DEFINE_config_file('config', None, 'The experiment config the workdir was trained with.',
+                                    lock_config=True)
+    flags.DEFINE_string('workdir', None, 'The workdir whose newest checkpoint is exported.')
+    flags.DEFINE_string('file', None, 'Output file (.safetensors or .npz).')
+    flags.DEFINE_string('to', None, 'The torchvision network name (default: the one whose model fits the config).')
+    flags.DEFINE_string('net', 'model', 'The network of the train state to export.')
+    flags.DEFINE_bool('verbose_errors', False, 'Show the full traceback of every error (also: CONVNETS_TRACEBACK=1).')
+    flags.mark_flags_as_required(['config', 'workdir', 'file'])
+
 
 
 def twin(model_name: str) -> str:
@@ -72,4 +77,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+    define_flags()
     app.run(main, flags_parser=cli_errors.parse_flags)

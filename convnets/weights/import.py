@@ -20,18 +20,26 @@ from ml_collections import config_flags
 from convnets import cli_errors
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('from', None, 'Where the weights come from: torchvision or keras.')
-flags.DEFINE_string('model', None, 'The source\'s network name, e.g. resnet50, vgg16_bn, googlenet.')
-flags.DEFINE_string('file', None, 'The released weight file (.pth, .safetensors, .npz or .h5).')
-flags.DEFINE_string('workdir', None, 'A new workdir for the checkpoint.')
-config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config (default: experiments/pretrained.py:<from>_<model>).', lock_config=True)
-flags.DEFINE_bool('verbose_errors', False, 'Show the full traceback of every error (also: CONVNETS_TRACEBACK=1).')
-flags.mark_flags_as_required(['from', 'model', 'file', 'workdir'])
+
+
+def define_flags() -> None:
+    """The command's flags (defined only when it runs, so that importing the module defines none)."""
+    flags.DEFINE_string('from', None, 'Where the weights come from: torchvision or keras.')
+    flags.DEFINE_string('model', None, 'The source\'s network name, e.g. resnet50, vgg16_bn, googlenet.')
+    flags.DEFINE_string('file', None, 'The released weight file (.pth, .safetensors, .npz or .h5).')
+    flags.DEFINE_string('workdir', None, 'A new workdir for the checkpoint.')
+    config_flags.DEFINE_config_file(
+        'config', None, 'Experiment config (default: experiments/pretrained.py:<from>_<model>).', lock_config=True)
+    flags.DEFINE_bool('verbose_errors', False, 'Show the full traceback of every error (also: CONVNETS_TRACEBACK=1).')
+    flags.mark_flags_as_required(['from', 'model', 'file', 'workdir'])
+
 
 
 def run(framework: str, name: str, file: str, workdir: str, config=None) -> dict:
     """Imports `file` as the `framework` network `name` into `workdir`; returns a summary."""
+    import jax
+    import jax.numpy as jnp
+
     from convnets.train import loop
     from convnets.weights import importer, mapping, sources
     from experiments import pretrained
@@ -48,7 +56,9 @@ def run(framework: str, name: str, file: str, workdir: str, config=None) -> dict
     size = fields.get('input_size', 224)
     variables = importer.load_file(source, file, model, (1, size, size, 3))
     digest = importer.sha256(file)
-    meta = loop.save_initial_state(config, workdir, {'model': variables},
+    example = {'image': jax.ShapeDtypeStruct((size, size, 3), jnp.float32),
+               'label': jax.ShapeDtypeStruct((), jnp.int32)}
+    meta = loop.save_initial_state(config, workdir, {'model': variables}, example,
                                    extra={'pretrained': source.record(file, digest)})
     n = sum(v.size for v in mapping.flatten(variables.get('params', {})).values())
     logging.info('Imported %s %s (%s parameters) from %s into %s', framework, name, f'{n:,}', file, workdir)
@@ -69,4 +79,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+    define_flags()
     app.run(main, flags_parser=cli_errors.parse_flags)
