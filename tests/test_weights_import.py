@@ -28,6 +28,7 @@ def _imagenet_config(key: str, imagenet_dir):
     return c
 
 
+@pytest.mark.slow
 def test_import_evaluate_export_round_trip(tmp_path, imagenet_dir):
     fix = weight_parity.fixture('torchvision_resnet18')
     path = weight_parity.seeded_file(fix, str(tmp_path))
@@ -101,13 +102,13 @@ def test_torch_pickles_need_torch(tmp_path, monkeypatch):
         files.read(str(path))
 
 
-def test_import_refuses_a_used_workdir(tmp_path, digits_dir, imagenet_dir):
-    workdir = str(tmp_path / 'run')
-    loop.train_and_evaluate(helpers.tiny_config(digits_dir), workdir)
-    fix = weight_parity.fixture('torchvision_resnet18')
-    path = weight_parity.seeded_file(fix, str(tmp_path))
+def test_import_refuses_a_used_workdir(tmp_path, imagenet_dir):
+    path = weight_parity.seeded_file(weight_parity.fixture('torchvision_resnet18'), str(tmp_path))
+    config = _imagenet_config('torchvision_resnet18', imagenet_dir)
+    workdir = str(tmp_path / 'imported')
+    IMPORT.run('torchvision', 'resnet18', path, workdir, config)
     with pytest.raises(FileExistsError, match='already holds checkpoints'):
-        IMPORT.run('torchvision', 'resnet18', path, workdir, _imagenet_config('torchvision_resnet18', imagenet_dir))
+        IMPORT.run('torchvision', 'resnet18', path, workdir, config)
 
 
 @pytest.mark.slow
