@@ -36,7 +36,7 @@ ROOT = cli.ROOT
 EXPERIMENTS_DIR = os.path.join(ROOT, 'experiments')
 SHARED = ('default', 'imagenet', 'vgg', 'resnet', 'resnet_cifar10')
 SWITCH = re.compile(r"--config\.(?P<path>[A-Za-z_][\w.]*)(?:=(?P<value>'[^']*'|\"[^\"]*\"|\([^)]*\)|[^\s`]+))?")
-COMMAND = re.compile(r'python (?:-m convnets\.main|benchmarks/\S+\.py|launch/\S+\.py)[^\n`]*')
+COMMAND = re.compile(r'python (?:-m convnets\.main|-m convnets\.weights\.\w+|benchmarks/\S+\.py|launch/\S+\.py)[^\n`]*')
 PLACEHOLDER = re.compile(r'\.\.\.|<\w+>|\bDIR\b|\bVALUE\b|\bFIELD\b|\bHOST\b|:PORT\b|=N\b|=I\b')
 
 
@@ -228,6 +228,8 @@ def _runnable(command: str) -> list[str] | None:
         return argv if config == 'experiments/quickstart.py' else None  # None: prose, or data we cannot get.
     if argv[1] == 'benchmarks/train_step.py':
         return [*argv, '--steps=2']
+    if argv[1] == '-m':  # The weight import / export: they need released files; their interface at least.
+        return [*argv[:3], '--help']
     return [argv[0], argv[1], '--help']  # Long scripts (soak, launchers): their interface at least.
 
 

@@ -66,6 +66,7 @@ def test_import_evaluate_export_round_trip(tmp_path, imagenet_dir):
     helpers.assert_trees_equal(importer.load_file(source, out), expected)
 
 
+@pytest.mark.slow
 def test_eval_warns_when_the_preprocessing_is_not_the_weights(tmp_path, imagenet_dir, caplog):
     fix = weight_parity.fixture('torchvision_resnet18')
     path = weight_parity.seeded_file(fix, str(tmp_path))
@@ -159,3 +160,20 @@ def test_finetune_experiment_starts_from_imported_resnet50(tmp_path, digits_dir)
     # Fine-tuning moved the pretrained layers from where the import put them.
     assert not np.array_equal(params['conv1_layer']['kernel'], source['conv1_layer']['kernel'])
     np.testing.assert_allclose(params['conv1_layer']['kernel'], source['conv1_layer']['kernel'], atol=0.05)
+
+
+@pytest.mark.slow
+def test_visualize_reads_an_imported_checkpoint(tmp_path, imagenet_dir):
+    from convnets.visualize import report
+
+    path = weight_parity.seeded_file(weight_parity.fixture('torchvision_resnet18'), str(tmp_path))
+    config = _imagenet_config('torchvision_resnet18', imagenet_dir)
+    workdir = str(tmp_path / 'imported')
+    IMPORT.run('torchvision', 'resnet18', path, workdir, config)
+    config.visualize.num_images = 8
+    config.visualize.layers = ('stage4',)
+    config.visualize.occlusion_images = 1
+    config.visualize.occlusion_patch = config.visualize.occlusion_stride = 56
+    written = report.visualize(config, workdir)
+    names = {os.path.basename(f) for f in written['files']}
+    assert 'filters.png' in names and any(n.startswith('occlusion_0') for n in names)
