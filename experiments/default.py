@@ -81,6 +81,10 @@ def get_config() -> config_dict.ConfigDict:
     c.optimizer.plateau_rtol = 1e-4
     c.optimizer.plateau_cooldown = 0
     c.optimizer.velocity = 'lr_outside'  # or 'lr_inside' (AlexNet/Caffe: rate applied inside the momentum).
+    # Caffe's lr_mult on biases (2 in the R-CNN / Fast R-CNN prototxts); 1 elsewhere.
+    c.optimizer.bias_lr_multiplier = 1.0
+    # Regexes of parameter paths not trained (e.g. '^conv1_', '^conv2_': Fast R-CNN tunes conv3_1 and up).
+    c.optimizer.frozen = ()
     c.optimizer.filter_rms_max = 0.0  # > 0: ZF Net's renormalisation of conv filters to this RMS radius.
 
     # Models with auxiliary classifiers (GoogLeNet) add their losses with this weight during training.

@@ -134,3 +134,35 @@ def test_constant_warmup_of_resnet110():
                             steps_per_epoch=391, total_steps=64000)
     assert [float(s(i)) for i in (0, 399, 400, 31999, 32000, 48000)] == pytest.approx(
         [0.01, 0.01, 0.1, 0.1, 0.01, 0.001])
+
+
+@pytest.mark.parametrize('velocity', ['lr_outside', 'lr_inside'])
+def test_bias_lr_multiplier_doubles_bias_steps_only(velocity):
+    """Caffe's lr_mult: 2 (R-CNN / Fast R-CNN prototxts): bias updates twice the kernel's rate, every step."""
+    params = {'fc': {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)}}
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates = {}
+    for mult in (1.0, 2.0):
+        opt = _opt(learning_rate=0.1, momentum=0.9, velocity=velocity, bias_lr_multiplier=mult)
+        tx = optim.make_optimizer(opt, optim.make_schedule(opt, steps_per_epoch=1, total_steps=10))
+        state = tx.init(params)
+        for _ in range(3):  # momentum carries the multiplier along
+            u, state = tx.update(grads, state, params)
+        updates[mult] = u
+    np.testing.assert_allclose(updates[2.0]['fc']['bias'], 2 * updates[1.0]['fc']['bias'], rtol=1e-6)
+    np.testing.assert_array_equal(updates[2.0]['fc']['kernel'], updates[1.0]['fc']['kernel'])
+
+
+def test_frozen_parameters_get_no_update_and_no_state():
+    params = {'conv1_1_layer': {'kernel': jnp.ones((3, 3, 1, 2))}, 'conv3_1_layer': {'kernel': jnp.ones((3, 3, 2, 2))}}
+    opt = _opt(learning_rate=0.1, momentum=0.9, weight_decay=5e-4, frozen=('^conv1_',))
+    tx = optim.make_optimizer(opt, optim.make_schedule(opt, steps_per_epoch=1, total_steps=10))
+    state = tx.init(params)
+    u, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+    assert not np.any(u['conv1_1_layer']['kernel']) and np.all(u['conv3_1_layer']['kernel'] < 0)
+    traces = [x for x in jax.tree.leaves(state) if getattr(x, 'shape', ()) == (3, 3, 1, 2)]
+    assert not traces  # no momentum kept for the frozen kernel
+    typo = _opt(frozen=('^conv9_',))
+    tx = optim.make_optimizer(typo, optim.make_schedule(typo, steps_per_epoch=1, total_steps=10))
+    with pytest.raises(ValueError, match="'\\^conv9_' matches no parameter.*conv1_1_layer/kernel"):
+        tx.init(params)

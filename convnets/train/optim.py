@@ -8,6 +8,8 @@ They agree exactly while the rate is constant; when it drops, 'lr_inside' keeps 
 (the paper's update), while 'lr_outside' rescales it at once.
 """
 
+import functools
+import re
 from collections.abc import Callable
 
 import jax
@@ -32,6 +34,8 @@ def validate(opt: ConfigDict) -> None:
         (opt.warmup_steps >= 0, 'warmup_steps', '>= 0'),
         (opt.plateau_patience >= 0, 'plateau_patience', '>= 0'),
         (opt.filter_rms_max >= 0, 'filter_rms_max', '>= 0 (0 turns the renormalisation off)'),
+        (np.isfinite(opt.bias_lr_multiplier) and opt.bias_lr_multiplier >= 0, 'bias_lr_multiplier',
+         '>= 0 (Caffe-trained detectors: 2)'),
     ]
     for ok, field, wanted in checks:
         if not ok:
@@ -100,8 +104,44 @@ def plateau(opt: ConfigDict) -> transforms.Plateau | None:
                               cooldown=int(opt.plateau_cooldown))
 
 
+def param_paths(params) -> list[str]:
+    """'/'-joined paths of every parameter ('conv1_1_layer/kernel'), the names `frozen` patterns search."""
+    return ['/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in path)
+            for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+
+
+def _labels(params, fn: Callable[[str], bool]):
+    paths = iter(param_paths(params))
+    return jax.tree.map(lambda _: fn(next(paths)), params)
+
+
+def _frozen_labels(patterns: tuple[str, ...]) -> Callable:
+    """'frozen' / 'trained' per parameter; every pattern must match something (a typo must not train everything)."""
+    compiled = [re.compile(p) for p in patterns]
+
+    def labels(params):
+        paths = param_paths(params)
+        for pattern in compiled:
+            if not any(pattern.search(p) for p in paths):
+                raise ValueError(f'optimizer.frozen: {pattern.pattern!r} matches no parameter; parameters are named '
+                                 f'like {", ".join(paths[:4])}, ...')
+        return _labels(params, lambda p: 'frozen' if any(c.search(p) for c in compiled) else 'trained')
+
+    return labels
+
+
 def make_optimizer(opt: ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """SGD with momentum and coupled weight decay (see the module docstring), plus the options papers need."""
+    """SGD with momentum and coupled weight decay (see the module docstring), plus the options papers need:
+    `bias_lr_multiplier` (Caffe's lr_mult 2 on biases, R-CNN / Fast R-CNN prototxts) and `frozen` (regexes of
+    parameter paths that are not trained, e.g. Fast R-CNN's conv1-conv2 of VGG16, sec. 4.5)."""
+    tx = _sgd(opt, schedule)
+    if opt.frozen:
+        # Frozen parameters get no update and keep no optimiser state (multi_transform masks them out).
+        tx = optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()}, _frozen_labels(tuple(opt.frozen)))
+    return tx
+
+
+def _sgd(opt: ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
     velocity = opt.velocity
     if velocity not in VELOCITIES:
         raise ValueError(f"optimizer.velocity must be one of {', '.join(VELOCITIES)}, got {velocity!r}.")
@@ -112,6 +152,9 @@ def make_optimizer(opt: ConfigDict, schedule: optax.Schedule) -> optax.GradientT
     controller = plateau(opt)
     if controller is not None:
         rate.append(controller.transform())  # The plateau multiplier acts exactly where the rate acts.
+    if opt.bias_lr_multiplier != 1.0:  # so does the bias multiplier (Caffe: lr_mult scales the rate)
+        is_bias = functools.partial(_labels, fn=lambda p: p.rsplit('/', 1)[-1] == 'bias')
+        rate.append(optax.masked(optax.scale(opt.bias_lr_multiplier), is_bias))
     momentum = [optax.trace(decay=opt.momentum, nesterov=opt.nesterov)] if opt.momentum else []
     parts += momentum + rate if velocity == 'lr_outside' else rate + momentum
     if opt.filter_rms_max:
