@@ -145,7 +145,8 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
     directory is not writable, RuntimeError (chained) if downloading or preparing fails, e.g. offline.
     """
     tf_cpu_only()
-    from convnets.data import digits  # noqa: F401  (registers the embedded `convnets_digits`)
+    # Importing registers the embedded `convnets_digits` and `convnets_digit_scenes`.
+    from convnets.data import digit_scenes, digits  # noqa: F401
 
     name = data.name
     base = name.split(":")[0].split("/")[0]
