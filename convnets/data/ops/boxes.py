@@ -113,15 +113,21 @@ def area(boxes: tf.Tensor) -> tf.Tensor:
 
 
 @register("objects_to_boxes", produces=("boxes", "box_classes", "box_difficult"))
-def objects_to_boxes(*, inkey: str = "objects", image_key: str = "image") -> OpFn:
+def objects_to_boxes(*, inkey: str = "objects", image_key: str = "image", voc_one_based: bool = False) -> OpFn:
     """TFDS detection objects -> ``boxes`` (pixels), ``box_classes``, ``box_difficult``; drops ``inkey``.
 
     Reads ``features[inkey]['bbox']`` (float ``[N, 4]``, ``(ymin, xmin, ymax, xmax)`` normalized to [0, 1]
     as TFDS ``BBoxFeature`` stores them), ``['label']`` and, if present, ``['is_difficult']`` (else all False),
     and multiplies by the size of the DECODED ``features[image_key]`` (run ``decode`` first; the pipeline
-    decodes 'image' before the spec). VOC's 1-based inclusive pixel indices, as TFDS normalizes them
-    (``(ymin - 1) / H``, ``ymax / H``), come out as exactly the pixel-edge coordinates of the convention.
-    The other object fields (VOC's pose, is_truncated) are dropped with ``features[inkey]``.
+    decodes 'image' before the spec). Boxes stored in pixel-edge coordinates (``convnets_digit_scenes``) come
+    out exact.
+
+    VOC: its XML gives 1-based inclusive pixel indices, so pixels ``xmin..xmax`` are the edges
+    ``[xmin - 1, xmax]``. TFDS's ``voc`` builder (4.9) stores ``xmin / W`` and ``xmax / W``, i.e. edges
+    ``[xmin, xmax]``: one pixel short at the top and left. ``voc_one_based=True`` moves ymin and xmin back by
+    one pixel (clipped at 0), as py-faster-rcnn's ``pascal_voc._load_pascal_annotation`` makes VOC's indices
+    0-based (``x1 = xmin - 1``; its boxes are then inclusive, width ``x2 - x1 + 1``). The default keeps the
+    records as stored. The other object fields (VOC's pose, is_truncated) are dropped with ``features[inkey]``.
     """
 
     def fn(features: Features, seed: tf.Tensor) -> Features:
@@ -133,7 +139,10 @@ def objects_to_boxes(*, inkey: str = "objects", image_key: str = "image") -> OpF
             raise ValueError(f"objects_to_boxes: features[{inkey!r}] must be a dict with 'bbox' and 'label'")
         shape = tf.shape(image)
         height, width = shape[-3], shape[-2]
-        boxes = tf.cast(scale(_f64(objects["bbox"]), height, width), tf.float32)
+        boxes = scale(_f64(tf.reshape(objects["bbox"], [-1, 4])), height, width)
+        if voc_one_based:
+            boxes = tf.maximum(boxes - tf.constant([1.0, 1.0, 0.0, 0.0], tf.float64), 0.0)
+        boxes = tf.cast(boxes, tf.float32)
         classes = tf.cast(objects["label"], tf.int32)
         difficult = objects.get("is_difficult")
         difficult = tf.zeros_like(classes, tf.bool) if difficult is None else tf.cast(difficult, tf.bool)
@@ -219,6 +228,46 @@ def drop_empty_boxes(min_size: float = 0) -> OpFn:
         out = dict(features)
         for key in keys:
             out[key] = tf.boolean_mask(features[key], valid)
+        return out
+
+    return fn
+
+
+@register("clean_boxes", produces=("box_mask", "num_bad_boxes"))
+def clean_boxes(min_size: float = 0, *, image_key: str = "image") -> OpFn:
+    """Clips the boxes to the image and masks out degenerate ones, counting them in ``num_bad_boxes``.
+
+    For boxes that may be wrong (user annotations, proposals): a box reaching outside the image is clipped
+    to ``[0, H] x [0, W]`` of ``features[image_key]``; a box with ``xmax <= xmin`` or ``ymax <= ymin`` (after
+    clipping: also one entirely outside the image), or with a side shorter than ``min_size`` pixels, gets
+    ``box_mask`` False (the mask is created if absent, all True), so ``pad_boxes`` drops it.
+    ``num_bad_boxes`` (int32 scalar) counts them, so a task can report how many it dropped (put it in
+    ``data.batch_keys``): a silent skip is never the only trace. An image without boxes stays valid: after
+    ``pad_boxes`` it is all padding with ``box_mask`` all False.
+
+    What the papers' code did: py-faster-rcnn (``datasets/pascal_voc.py``) subtracts 1 from VOC's 1-based
+    coordinates and stores them as uint16, so a (wrong) ``xmin = 0`` wraps to 65535 and its
+    ``append_flipped_images`` then fails ``assert (boxes[:, 2] >= boxes[:, 0]).all()``; it never clips
+    (VOC's boxes are inside their images), and a class name not in ``_class_to_ind`` is a KeyError. Here
+    TFDS records cannot hold those cases at all (``BBoxFeature`` refuses coordinates outside [0, 1] or
+    min > max, ``ClassLabel`` unknown names): ``convnets.data.builders`` reports them at preparation, naming
+    the annotation file and the object. What records can hold, zero-width boxes, is masked here.
+    """
+    min_size = _min_size(min_size, "clean_boxes")
+
+    def fn(features: Features, seed: tf.Tensor) -> Features:
+        _aligned(features)
+        image = read(features, image_key, "clean_boxes")
+        shape = tf.shape(image)
+        boxes = tf.cast(clip(_f64(features["boxes"]), shape[-3], shape[-2]), tf.float32)
+        ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+        good = (ymax - ymin > 0) & (xmax - xmin > 0) & (ymax - ymin >= min_size) & (xmax - xmin >= min_size)
+        mask = features.get("box_mask")
+        mask = tf.ones_like(good) if mask is None else tf.cast(mask, tf.bool)
+        out = dict(features)
+        out["boxes"] = boxes
+        out["box_mask"] = mask & good
+        out["num_bad_boxes"] = tf.reduce_sum(tf.cast(mask & ~good, tf.int32))
         return out
 
     return fn

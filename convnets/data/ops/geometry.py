@@ -271,3 +271,113 @@ def hflip(*, key: str = "image", boxes_key: str | None = None) -> OpFn:
         return _flip(features, key, boxes_key, True, "hflip")
 
     return fn
+
+
+# ----------------------------------------------------------------------------- detection: fixed shapes
+
+
+def capped_size(height, width, scale, max_size) -> tuple[tf.Tensor, tf.Tensor]:
+    """(new_h, new_w) of Fast R-CNN's scaling: shorter side -> ``scale`` unless the longer side would then
+    exceed ``max_size``, in which case longer side -> ``max_size``; the other side rounded half up.
+
+    The rule of py-faster-rcnn's ``prep_im_for_blob`` (``im_scale = target_size / im_size_min``; if
+    ``round(im_scale * im_size_max) > max_size``: ``im_scale = max_size / im_size_max``), in exact integer
+    arithmetic: 375x500 at (600, 1000) -> 600x800; 300x1000 -> 300x1000 (capped: 600/300 * 1000 > 1000).
+    """
+    h, w, scale, max_size = (tf.cast(v, tf.int64) for v in (height, width, scale, max_size))
+    short, long = tf.minimum(h, w), tf.maximum(h, w)
+    # round(long * scale / short) > max_size, halves up as everywhere here.
+    capped = (2 * long * scale + short) // (2 * short) > max_size
+    num = tf.where(capped, max_size, scale)
+    den = tf.where(capped, long, short)
+    new_h = (2 * h * num + den) // (2 * den)
+    new_w = (2 * w * num + den) // (2 * den)
+    return tf.cast(new_h, tf.int32), tf.cast(new_w, tf.int32)
+
+
+def _scales(scale, op: str) -> list[int]:
+    values = list(scale) if isinstance(scale, list | tuple) else [scale]
+    if not values:
+        raise ValueError(f"{op}: scale must be a positive int or a non-empty list of them, got {scale!r}")
+    return [positive_int(v, op, "scale") for v in values]
+
+
+@register("resize_short_capped", produces=("image_scale",))
+def resize_short_capped(
+    scale: int | Sequence[int],
+    max_size: int,
+    method: str = "bilinear",
+    *,
+    key: str = "image",
+    boxes_key: str | None = None,
+) -> OpFn:
+    """Fast R-CNN's image scaling (sec. 2.3): the SHORTER side becomes ``scale`` unless the LONGER side would
+    exceed ``max_size``; then the longer side becomes ``max_size`` (see ``capped_size``). float32 0..255.
+
+    ``scale`` may be a list: one of them is drawn uniformly per image (multi-scale training, sec. 2.3 / 5.5:
+    "randomly sample a pyramid scale each time an image is sampled"; py-faster-rcnn ``cfg.TRAIN.SCALES``).
+    Paper settings: ``resize_short_capped(600, 1000)``; pyramid ``([480, 576, 688, 864, 1200], 2000)``.
+
+    Writes ``features['image_scale']`` float32 ``(new_h / h, new_w / w)``, the exact per-axis ratio the boxes
+    were scaled by (multiplied into an existing ``image_scale``, so it always maps to the decoded image):
+    detections map back to original pixels as ``boxes / [sy, sx, sy, sx]``. py-faster-rcnn keeps one nominal
+    ``im_scale`` for both axes; the per-axis ratio differs from it by the rounding of the new size (< 0.5 px).
+    """
+    scales = _scales(scale, "resize_short_capped")
+    max_size = positive_int(max_size, "resize_short_capped", "max_size")
+    method = resize_method(method, "resize_short_capped")
+    boxes_key = box_ops.follow(key, boxes_key)
+
+    def fn(features: Features, seed: tf.Tensor) -> Features:
+        image = read(features, key, "resize_short_capped")
+        check_image_rank(image, "resize_short_capped", key)
+        if len(scales) == 1:
+            s = tf.constant(scales[0], tf.int64)
+        else:
+            s = tf.gather(tf.constant(scales, tf.int64), tf.random.stateless_uniform(
+                [], seed, minval=0, maxval=len(scales), dtype=tf.int64))
+        height, width = spatial_shape(image)
+        new_h, new_w = capped_size(height, width, s, max_size)
+        out = tf.image.resize(tf.cast(image, tf.float32), tf.stack([new_h, new_w]), method=method)
+        out.set_shape([*image.shape[:-3], None, None, image.shape[-1]])
+        features = box_ops.transform(features, boxes_key, lambda b: box_ops.resize(b, height, width, new_h, new_w))
+        ratio = tf.cast(tf.stack([new_h, new_w]), tf.float64) / tf.cast(tf.stack([height, width]), tf.float64)
+        if "image_scale" in features:
+            ratio *= tf.cast(features["image_scale"], tf.float64)
+        features = replace(features, "image_scale", tf.cast(ratio, tf.float32))
+        return replace(features, key, out)
+
+    return fn
+
+
+@register("pad_to", produces=("image_size",))
+def pad_to(size: int | Sequence[int], *, key: str = "image") -> OpFn:
+    """Zero-pads at the BOTTOM and RIGHT to a fixed ``size`` (int or (h, w)) canvas; boxes stay where they are.
+
+    Writes ``features['image_size']`` int32 ``(h, w)``, the size of the image before padding, so that a
+    detector clips its boxes to the real image and not to the canvas (py-faster-rcnn pads the images of a
+    blob bottom/right in ``im_list_to_blob`` and passes ``im_info = (h, w, scale)`` for the same reason).
+    An image larger than the canvas is an error naming both sizes. Put flips before it: a flip after
+    padding would move the image to the right of the canvas.
+    """
+    h, w = hw_size(size, "pad_to")
+
+    def fn(features: Features, seed: tf.Tensor) -> Features:
+        image = read(features, key, "pad_to")
+        check_image_rank(image, "pad_to", key)
+        height, width = spatial_shape(image)
+        checks = [
+            tf.debugging.assert_less_equal(
+                tf.stack([height, width]), tf.constant([h, w]),
+                message=f"pad_to: the image is larger than the canvas ({h}, {w}); resize it first "
+                "(e.g. resize_short_capped with max_size <= the canvas side)",
+            )
+        ]
+        with tf.control_dependencies(checks):
+            leading = [[0, 0]] * (image.shape.rank - 3)
+            out = tf.pad(image, leading + [[0, h - height], [0, w - width], [0, 0]])
+        out.set_shape([*image.shape[:-3], h, w, image.shape[-1]])
+        features = replace(features, "image_size", tf.stack([height, width]))
+        return replace(features, key, out)
+
+    return fn
