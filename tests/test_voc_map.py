@@ -394,8 +394,13 @@ def _reference_voc_eval(gt_recs: dict, det_lines: list, use_07: bool) -> float:
     return ap
 
 
-def _random_boxes(rng, n: int, integer: bool) -> np.ndarray:
-    """n edge boxes inside 100 x 100 (some tiny, none empty); integer pixel edges or arbitrary floats."""
+def _random_boxes(rng, n: int, integer: bool | str) -> np.ndarray:
+    """n edge boxes inside 100 x 100 (some tiny, none empty): integer pixel edges, arbitrary floats, or with
+    integer='grid' edges on a 10-pixel grid, where IoUs of exactly 0.5 and identical boxes are common."""
+    if integer == 'grid':
+        y0, x0 = rng.integers(0, 4, (2, n)) * 10
+        h, w = rng.integers(1, 3, (2, n)) * 10
+        return np.stack([y0, x0, y0 + h, x0 + w], axis=1).astype(float)
     y0, x0 = rng.uniform(0, 90, (2, n))
     h, w = rng.uniform(1, 40, (2, n))
     if integer:
@@ -403,7 +408,7 @@ def _random_boxes(rng, n: int, integer: bool) -> np.ndarray:
     return np.stack([y0, x0, np.minimum(y0 + h, 100), np.minimum(x0 + w, 100)], axis=1)
 
 
-def _random_scenes(rng, num_classes: int, integer: bool, n_images: int = 25) -> list[dict]:
+def _random_scenes(rng, num_classes: int, integer: bool | str, n_images: int = 25) -> list[dict]:
     """Random images: ground truth (some difficult, some images empty) and detections that are jittered copies of
     the boxes (duplicates included, some with a wrong class) and random boxes; scores rounded to make ties."""
     scenes = []
@@ -413,7 +418,10 @@ def _random_scenes(rng, num_classes: int, integer: bool, n_images: int = 25) -> 
         classes = rng.integers(0, num_classes, n)
         reps = rng.integers(0, 3, n)
         copies, copy_classes = np.repeat(gt, reps, axis=0), np.repeat(classes, reps)
-        jitter = rng.normal(0, 3, copies.shape)
+        if integer == 'grid':
+            jitter = rng.integers(-1, 2, copies.shape) * 10 * (rng.random(copies.shape) < 0.3)
+        else:
+            jitter = rng.normal(0, 3, copies.shape)
         copies = copies + (np.round(jitter) if integer else jitter)
         wrong = rng.random(len(copy_classes)) < 0.1
         copy_classes = np.where(wrong, rng.integers(0, num_classes, len(copy_classes)), copy_classes)
@@ -485,7 +493,7 @@ def test_devkit_files_round_trip(tmp_path):
             np.testing.assert_array_equal(a.recall[n], b.recall[n])
 
 
-@pytest.mark.parametrize('integer', [True, False], ids=['integer', 'float'])
+@pytest.mark.parametrize('integer', [True, False, 'grid'], ids=['integer', 'float', 'grid'])
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_agrees_with_a_transcription_of_the_devkit(tmp_path, seed, integer):
     names = ['a', 'b', 'c']
@@ -505,7 +513,7 @@ def test_agrees_with_a_transcription_of_the_devkit(tmp_path, seed, integer):
             direct = _reference(scenes, c, use_07)
             assert not math.isnan(direct)
             # Edges with no offset vs the devkit's (x2 - x1 + 1): the same number, up to rounding of non-integers.
-            tol = 1e-12 if integer else 1e-9
+            tol = 1e-12 if integer else 1e-9  # integer or 'grid'
             assert result.ap[name] == pytest.approx(direct, abs=tol), (method, name)
             assert result.ap[name] == pytest.approx(from_file, abs=tol), (method, name)
             assert literal_result.ap[name] == pytest.approx(direct, abs=1e-12), (method, name)
