@@ -42,3 +42,20 @@ def imagenet_dir(tmp_path_factory) -> tuple[str, str]:
     pipeline.get_builder(ConfigDict({'name': 'imagenet2012', 'data_dir': data_dir, 'manual_dir': manual_dir,
                                      'download': True}))
     return data_dir, manual_dir
+
+
+@pytest.fixture(scope='session')
+def voc_dir(tmp_path_factory) -> tuple[str, str]:
+    """(data_dir, manual_dir) of a tiny VOC 2007 prepared by TFDS's real voc builder from fake official tars."""
+    from ml_collections import ConfigDict
+
+    from convnets.data import pipeline
+    from tests import fake_voc
+
+    root = tmp_path_factory.mktemp('voc')
+    data_dir, manual_dir = str(root / 'tfds'), str(root / 'manual')
+    fake_voc.write_manual_dir(manual_dir)
+    with fake_voc.registered(manual_dir):
+        pipeline.get_builder(ConfigDict({'name': 'voc/2007', 'data_dir': data_dir, 'manual_dir': manual_dir,
+                                         'download': True}))
+    return data_dir, manual_dir

@@ -1,8 +1,16 @@
-"""Finding and preparing the TFDS builder a config names (embedded digits, downloads, ImageNet's manual tars).
+"""Finding and preparing the TFDS builder a config names (embedded datasets, downloads, manual tars).
 
-What stops a preparation is said before it starts where it can be: ImageNet's tar files missing, empty, not tar
-archives or cut short (checked from their first header and their end, not read through), and a data directory
-that cannot be written.
+What stops a preparation is said before it starts where it can be: ImageNet's or VOC's tar files missing, empty,
+not tar archives or cut short (checked from their first header and their end, not read through), and a data
+directory that cannot be written.
+
+PASCAL VOC (``voc/2007``, ``voc/2012``) comes through TFDS's own ``voc`` builder from the official tar files
+placed by hand in the manual directory (``data.manual_dir``, default ``<data_dir>/downloads/manual``):
+TFDS's download manager uses a file of the manual directory in place of a download when its name is the one
+TFDS registered for the URL (``url_checksums/voc.txt``), and verifies its size and SHA-256 as for a download.
+TFDS would otherwise download them from a third-party mirror; here they are required by hand, like ImageNet's,
+and the error says which files go where. An annotation TFDS cannot store (a class name not in VOC's 20, a box
+with max < min or outside its image) fails the preparation: the error names the XML file and the object.
 """
 
 from __future__ import annotations
@@ -23,6 +31,15 @@ IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 _IMAGENET_SIZES = "about 138 GiB and 6.3 GiB"  # Of the two files above as image-net.org serves them.
 _TAR_BLOCK = 512
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+VOC_HOMEPAGE = "http://host.robots.ox.ac.uk/pascal/VOC/"
+# Where each official file comes from (TFDS's voc builder needs both files of its year: it prepares a test split).
+_VOC_SOURCES = {
+    "VOCtrainval_06-Nov-2007.tar": VOC_HOMEPAGE + "voc2007/ (training/validation data)",
+    "VOCtest_06-Nov-2007.tar": VOC_HOMEPAGE + "voc2007/ (annotated test data)",
+    "VOCtrainval_11-May-2012.tar": VOC_HOMEPAGE + "voc2012/ (training/validation data)",
+    "VOC2012test.tar": "the VOC evaluation server http://host.robots.ox.ac.uk:8080/ (test images, no annotations; "
+    "registration needed)",
+}
 
 
 @functools.cache
@@ -104,6 +121,85 @@ def _damaged_imagenet_tar(manual_dir: str, error: Exception) -> ValueError:
     )
 
 
+def voc_manual_files(builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:
+    """The official tar files TFDS's voc builder of this year reads (trainval first), e.g. 2007's two."""
+    filenames = builder.builder_config.filenames
+    return tuple(filenames[k] for k in ("trainval", "test") if k in filenames)
+
+
+def _registered_sizes() -> dict[str, int]:
+    """File name -> size in bytes, as TFDS's checksum registry (the one its download manager checks) has them."""
+    from tensorflow_datasets.core.download import checksums
+
+    return {info.filename: int(info.size) for info in checksums.get_all_url_infos().values() if info.filename}
+
+
+def _check_voc_manual_files(builder: tfds.core.DatasetBuilder, manual_dir: str) -> None:
+    names = voc_manual_files(builder)
+    missing = [f for f in names if not os.path.exists(os.path.join(manual_dir, f))]
+    if missing:
+        sources = "; ".join(f"{f} from {_VOC_SOURCES.get(f, VOC_HOMEPAGE)}" for f in missing)
+        raise FileNotFoundError(
+            f"{builder.info.full_name.rsplit('/', 1)[0]} is prepared from the official PASCAL VOC tar files placed "
+            f"by hand: put {' and '.join(missing)} (of {' and '.join(names)}) into the directory {manual_dir}. "
+            f"Get {sources}. Keep the file names and do not extract them. To use another directory, pass "
+            "--config.data.manual_dir=/path/to/dir."
+        )
+    expected = _registered_sizes()
+    for name in names:
+        path = os.path.join(manual_dir, name)
+        size = os.path.getsize(path)
+        if name in expected and size != expected[name]:
+            raise ValueError(
+                f"the VOC file {path} has {size:,} bytes, but the official {name} has {expected[name]:,} (TFDS "
+                f"checks its SHA-256 too). Download it again from {_VOC_SOURCES.get(name, VOC_HOMEPAGE)}; a partial "
+                "download or a full disk leaves a short file."
+            )
+        if (problem := tar_problem(path)) is not None:
+            raise ValueError(f"the VOC file {path} {problem}. Download it again.")
+
+
+def _voc_object_problems(text: bytes, labels: set[str]) -> list[str]:
+    """What TFDS's voc builder cannot store in one annotation XML (its checks: label, 0 <= min <= max <= size)."""
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.fromstring(text)
+    width, height = (float(root.find(f"size/{k}").text) for k in ("width", "height"))
+    problems = []
+    for k, obj in enumerate(root.findall("object")):
+        name = obj.find("name").text.strip().lower()
+        box = {c: float(obj.find(f"bndbox/{c}").text) for c in ("xmin", "ymin", "xmax", "ymax")}
+        coordinates = " ".join(f"{c}={v:g}" for c, v in box.items())
+        where = f"object {k} ({name!r}, {coordinates})"
+        if name not in labels:
+            problems.append(f"{where}: class name not one of VOC's 20")
+        if box["xmax"] < box["xmin"] or box["ymax"] < box["ymin"]:
+            problems.append(f"{where}: max < min")
+        if min(box.values()) < 0 or box["xmax"] > width or box["ymax"] > height:
+            problems.append(f"{where}: outside the image ({width:g} x {height:g})")
+    return problems
+
+
+def _voc_annotation_error(builder: tfds.core.DatasetBuilder, manual_dir: str, error: Exception) -> Exception:
+    """The error naming the XML files and objects TFDS refused, or ``error`` itself if none are found."""
+    labels = set(builder.info.features["objects"]["label"].names)
+    found = []
+    for name in voc_manual_files(builder):
+        with tarfile.open(os.path.join(manual_dir, name)) as tar:
+            for member in tar:
+                if member.isfile() and "/Annotations/" in member.name and member.name.endswith(".xml"):
+                    problems = _voc_object_problems(tar.extractfile(member).read(), labels)
+                    found += [f"{name}:{member.name}: {p}" for p in problems]
+    if not found:
+        return error
+    shown = "; ".join(found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
+    return ValueError(
+        f"TFDS's voc builder cannot store {len(found)} annotated object(s) of the VOC files in {manual_dir} "
+        f"({type(error).__name__}: {error}): {shown}. Fix or remove these objects in the XML files (the official "
+        "annotations have none of these problems; py-faster-rcnn's loader fails on them as well)."
+    )
+
+
 def _unwritable(directory: str) -> str | None:
     """Why ``directory`` (created if missing) cannot hold a prepared dataset, or None if it can."""
     if "://" in directory:  # gs:// and other remote file systems: TFDS reports their own errors.
@@ -141,7 +237,8 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
 
     Reads ``data.name``, ``data_dir``, ``manual_dir`` and ``download``. Raises ValueError for unknown names
     (with close matches), FileNotFoundError if the dataset is not prepared and ``data.download`` is False or
-    ImageNet's manual files are missing, ValueError if one of them is damaged, PermissionError if the data
+    ImageNet's or VOC's manual files are missing, ValueError if one of them is damaged or (VOC) an annotation
+    cannot be stored, PermissionError if the data
     directory is not writable, RuntimeError (chained) if downloading or preparing fails, e.g. offline.
     """
     tf_cpu_only()
@@ -167,6 +264,8 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
     if base == "imagenet2012":
         # Check before anything else: TFDS only notices after setting up a download.
         _check_imagenet_manual_files(manual_dir)
+    if base == "voc":
+        _check_voc_manual_files(builder, manual_dir)
     if not data.download:
         raise FileNotFoundError(
             f"dataset {name!r} is not prepared in {root} and data.download is False. "
@@ -180,6 +279,10 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
         if base != "imagenet2012":
             raise
         raise _damaged_imagenet_tar(manual_dir, e) from e
+    except (ValueError, KeyError, RuntimeError) as e:  # TFDS re-raises encoding errors as RuntimeError.
+        if base != "voc" or (named := _voc_annotation_error(builder, manual_dir, e)) is e:
+            raise
+        raise named from e
     except OSError as e:  # requests' ConnectionError and friends are OSErrors.
         raise RuntimeError(_prepare_failure(name, root, e)) from e
     return builder
