@@ -15,9 +15,10 @@ feature layout of TFDS ``voc`` so that the same ops (``objects_to_boxes``, ``res
 A scene (``scene(split, index)``): a background of smooth colour noise, stripes and blobs, then 1-5 digits pasted
 one after the other, so later digits occlude earlier ones. Each digit is a ``load_digits`` sample of a uniformly
 drawn class, upsampled bilinearly (``digits._bilinear_matrix``) to a height of 14-40 px (15%: a tiny 6-12 px)
-and a width of 0.7-1.0 times that, in a colour that contrasts with the background under it. Its pixels are those
-where the upsampled ink is >= 4/16 of full; they are painted with an opacity of 0.6-1.0, so every pasted pixel
-changes the image and no other does. A digit may hang over the border of the image (``is_truncated``).
+and a width of 0.7-1.0 times that, in a random hue, dark or light, whichever stands out more from what it covers.
+Its pixels are those where the upsampled ink is >= 4/16 of full; they are painted with an opacity of 0.6-1.0, so
+every pasted pixel changes the image and no other does. A digit may hang over the border of the image
+(``is_truncated``).
 
 Boxes are exact: the pixel-edge bounding box of the digit's VISIBLE pixels (not covered by a later digit, inside
 the image), the extent VOC's annotators drew. Placements that would leave an earlier digit < 15% visible, or
@@ -60,6 +61,7 @@ DIFFICULT_MIN_VISIBLE = 0.5
 _MIN_VISIBLE_KEPT = 0.15  # An earlier digit must stay at least this visible, or the new placement is redrawn.
 _MIN_INSIDE = 0.3  # A new digit must have at least this share of its pixels inside the image.
 _TRIES = 30
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma weights.
 
 
 @functools.cache
@@ -100,17 +102,14 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.clip(image, 0.0, 1.0)
 
 
-def _luminance(rgb: np.ndarray) -> float:
-    return float(rgb @ np.array([0.299, 0.587, 0.114]))
-
-
 def _colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
-    """A digit colour that stands out from ``under`` (the mean background colour below it)."""
+    """A random hue, dark (luminance 0-0.15) or light (0.85-1), whichever differs more from every pixel of
+    ``under`` [P, 3] (what the digit will cover, background and earlier digits), so every digit can be found."""
     colour = rng.uniform(0.0, 1.0, size=3)
-    if abs(_luminance(colour) - _luminance(under)) < 0.35:
-        # Too close: make it dark on a light background, light on a dark one.
-        colour = 0.3 * colour if _luminance(under) > 0.5 else 0.7 + 0.3 * colour
-    return colour
+    targets = (rng.uniform(0.0, 0.15), rng.uniform(0.85, 1.0))
+    lums = under @ _LUMA
+    target = max(targets, key=lambda t: np.abs(lums - t).min())
+    return np.clip(colour - colour @ _LUMA + target, 0.0, 1.0)
 
 
 def _digit_size(rng: np.random.Generator) -> tuple[int, int]:
@@ -181,7 +180,7 @@ def scene(split: str, index: int) -> dict:
         top, left = placed
         ys, xs, py, px = _window(owner.shape, top, left, h, w)
         region = image[ys, xs]
-        colour = _colour(rng, region.reshape(-1, 3).mean(axis=0))
+        colour = _colour(rng, region[ink[py, px]])
         # Opacity 0.6..1.0 on the digit's pixels (smooth edges, but every pixel of the digit changes), 0 elsewhere.
         opacity = np.where(ink, 0.6 + 0.4 * np.clip((alpha - INK_THRESHOLD) / 0.5, 0.0, 1.0), 0.0)[py, px, None]
         image[ys, xs] = region * (1.0 - opacity) + colour * opacity

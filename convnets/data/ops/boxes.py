@@ -233,7 +233,8 @@ def drop_empty_boxes(min_size: float = 0) -> OpFn:
     return fn
 
 
-@register("clean_boxes", produces=("box_mask", "num_bad_boxes"))
+# Declares only num_bad_boxes: a batch missing 'box_mask' needs pad_boxes (fixed length), which the hint names.
+@register("clean_boxes", produces=("num_bad_boxes",))
 def clean_boxes(min_size: float = 0, *, image_key: str = "image") -> OpFn:
     """Clips the boxes to the image and masks out degenerate ones, counting them in ``num_bad_boxes``.
 
