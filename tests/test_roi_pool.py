@@ -130,7 +130,8 @@ def test_roi_max_pool_single_image_vmap_and_inclusive_boxes():
         top, _ = caffe_roi_pool(image, _caffe_rois(rois[b], np.zeros(10)), 3, 4, 1 / 16)
         np.testing.assert_array_equal(out[b], top.transpose(0, 2, 3, 1))
     # pixel_offset=1: boxes already in Caffe's inclusive convention go to the layer unchanged.
-    one = roi_pool.roi_max_pool(jnp.asarray(feats[0]), jnp.asarray(rois[0]), output_size=(3, 4), pixel_offset=1.0)
+    inclusive = jax.jit(lambda f, r: roi_pool.roi_max_pool(f, r, output_size=(3, 4), pixel_offset=1.0))
+    one = inclusive(jnp.asarray(feats[0]), jnp.asarray(rois[0]))
     top, _ = caffe_roi_pool(feats[:1].transpose(0, 3, 1, 2), _caffe_rois(rois[0], np.zeros(10), 1.0), 3, 4, 1 / 16)
     np.testing.assert_array_equal(np.asarray(one), top.transpose(0, 2, 3, 1))
 
