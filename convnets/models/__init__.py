@@ -6,6 +6,7 @@ Importing this package imports every model module, which registers its models.
 from convnets.models import (  # noqa: F401  (imported for registration)
     alexnet,
     convnet,
+    fast_rcnn,
     googlenet,
     lenet,
     resnet,

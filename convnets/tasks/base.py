@@ -54,6 +54,7 @@ class EvalContext:
     name: str  # The evaluator's entry in config.evals.
     mesh: Mesh
     nets: Mapping[str, nn.Module]
+    workdir: str | None = None  # Where evaluators may write files (detection: the VOC devkit results).
 
 
 EvaluatorFactory = Callable[[EvalContext, ConfigDict], Evaluator]

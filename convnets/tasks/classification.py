@@ -19,7 +19,7 @@ from jax import lax
 from ml_collections import ConfigDict
 
 from convnets.evaluate import classification as classification_eval
-from convnets.tasks import base
+from convnets.tasks import base, sgd
 from convnets.train import optim, transforms
 from convnets.train.state import NetState, TrainState
 
@@ -58,24 +58,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
             main_loss = jnp.mean(cross_entropy(logits, batch['label']))
             aux_loss = sum((jnp.mean(cross_entropy(aux_logits, batch['label']))
                             for aux_logits in jax.tree.leaves(new_vars.get('aux_logits', {}))), jnp.zeros(()))
-            loss = main_loss + aux_loss_weight * aux_loss
-            if loss_is_global:
-                loss = lax.pmean(loss, axis_name)
-            return loss, (logits, new_vars, main_loss)
+            return main_loss + aux_loss_weight * aux_loss, (logits, new_vars, main_loss)
 
-        (loss, (logits, new_vars, main_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(net.params)
-        if not loss_is_global:
-            grads = lax.pmean(grads, axis_name)
-            loss = lax.pmean(loss, axis_name)
-        updates, opt_state = tx.update(grads, net.opt_state, net.params)
-        params = optax.apply_updates(net.params, updates)
-        new_net = net.replace(
-            params=params,
-            opt_state=opt_state,
-            batch_stats=new_vars['batch_stats'] if has_bn else net.batch_stats,
-            ema_params=jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, net.ema_params, params)
-            if ema_decay else net.ema_params,
-        )
+        (loss, (logits, new_vars, main_loss)), grads = sgd.global_value_and_grad(
+            loss_fn, net.params, axis_name=axis_name, loss_is_global=loss_is_global)
+        new_net = sgd.apply_gradients(net, grads, tx, batch_stats=new_vars['batch_stats'] if has_bn else None,
+                                      ema_decay=ema_decay)
         new_state = state.replace(step=state.step + 1, nets={**state.nets, NET: new_net})
         metrics = {
             'loss': loss,  # The training objective (main + weighted auxiliary losses).

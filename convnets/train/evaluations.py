@@ -39,8 +39,9 @@ class Evaluations:
     """The configured evaluators of one run."""
 
     def __init__(self, task: Task, config: ConfigDict, mesh: Mesh, nets: Mapping[str, nn.Module],
-                 steps_per_epoch: int):
+                 steps_per_epoch: int, workdir: str | None = None):
         self._task, self._config, self._mesh, self._nets = task, config, mesh, nets
+        self._workdir = workdir
         self.entries: dict[str, ConfigDict] = dict(config.evals.items())
         self.every: dict[str, int] = {}
         seen: dict[str, str] = {}
@@ -86,7 +87,8 @@ class Evaluations:
 
     def run(self, name: str, state: TrainState) -> dict[str, float]:
         if name not in self._built:
-            ctx = EvalContext(config=self._config, name=name, mesh=self._mesh, nets=self._nets)
+            ctx = EvalContext(config=self._config, name=name, mesh=self._mesh, nets=self._nets,
+                              workdir=self._workdir)
             self._built[name] = self._task.evaluators[self.entries[name].type](ctx, self.entries[name])
         return self._built[name](state)
 

@@ -108,7 +108,7 @@ def _setup(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | Non
     steps_per_epoch = pipeline.steps_per_epoch(config.data, config.batch_size)
     total_steps = total_train_steps(config, steps_per_epoch)
     optimizers = task.make_optimizers(config, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-    evaluations = Evaluations(task, config, mesh, nets, steps_per_epoch)
+    evaluations = Evaluations(task, config, mesh, nets, steps_per_epoch, workdir)
     ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints, read_only=read_only,
                                    architecture={'task': config.task, **task.architecture(config)},
                                    run=task.run_config(config))

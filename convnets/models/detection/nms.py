@@ -44,7 +44,9 @@ def _greedy(
     a box only suppresses boxes of its own class.
     """
     k = boxes.shape[0]
-    positions = jnp.full((max_output,), PAD, jnp.int32)
+    # Derived from the data (adds 0), so that under shard_map the carry has the data's (device-varying) type.
+    zero = jnp.zeros((), jnp.int32) * jnp.any(candidates).astype(jnp.int32)
+    positions = jnp.full((max_output,), PAD, jnp.int32) + zero
 
     def cond(state):
         count, remaining, _ = state
@@ -61,7 +63,7 @@ def _greedy(
         positions = positions.at[count].set(i.astype(jnp.int32))
         return count + 1, remaining, positions
 
-    count, _, positions = lax.while_loop(cond, body, (jnp.int32(0), candidates, positions))
+    count, _, positions = lax.while_loop(cond, body, (zero, candidates, positions))
     return positions, count
 
 

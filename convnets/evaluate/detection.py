@@ -1,0 +1,117 @@
+"""The 'detection' evaluator: PASCAL VOC mean average precision of a region-based detector.
+
+Test (Fast R-CNN sec. 3; py-faster-rcnn lib/fast_rcnn/test.py): every proposal of an image is scored in one pass,
+class-specific offsets decode its box for every class, boxes are clipped to the image, then per class the boxes
+scoring above `score_threshold` go through NMS at `nms_iou` (0.3) and the `max_detections` (100) best of the
+image are kept — all with static shapes on the devices. The detections and the ground truth (difficult flags kept)
+go to `convnets.evaluate.voc_map.VocEvaluator` on the host: per-class AP (VOC 2007's 11-point method, or the
+2010+ area method), mAP, and the devkit result files (`comp4_det_test_<class>.txt`) under
+`<workdir>/detections/<evaluator>/` so that any external evaluator can score them.
+
+Config entry fields (see `experiments.detection.detection_eval`): `method` ('11point' | 'area'), `nms_iou`,
+`score_threshold`, `max_detections`, `write_devkit`. Results: `mAP`, `AP/<class>`, `num_images`, `detections`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+from ml_collections import ConfigDict
+
+from convnets import parallel
+from convnets.data import pipeline
+from convnets.evaluate.voc_map import VocEvaluator
+from convnets.models.detection import boxes as box_ops
+from convnets.models.detection.nms import detect
+from convnets.tasks.base import EvalContext, Evaluator
+from convnets.train.state import TrainState
+
+GT_KEYS = ('boxes', 'box_classes', 'box_difficult', 'box_mask')
+
+
+def class_names(data: ConfigDict) -> list[str]:
+    """The object class names of the dataset (its `objects/label` ClassLabel)."""
+    info = pipeline.get_builder(data).info
+    return list(info.features['objects']['label'].names)
+
+
+def predict_detections(config: ConfigDict, model, variables, batch: dict[str, jax.Array], ev: ConfigDict
+                       ) -> dict[str, jax.Array]:
+    """Per image of a device's slice: up to `max_detections` boxes [B, D, 4], scores, 0-based classes (-1 pad)."""
+    from convnets.tasks.detection import proposals  # the task module imports this one
+
+    props, prop_mask = proposals(config, batch)
+    logits, deltas = model.apply(variables, batch['image'], props, train=False)
+    scores = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    boxes = box_ops.decode(deltas.astype(jnp.float32), props[:, :, None, :], tuple(config.detection.box_weights))
+    b, h, w = batch['image'].shape[:3]
+    size = batch['image_size'].astype(jnp.float32) if 'image_size' in batch else jnp.tile(
+        jnp.array([[h, w]], jnp.float32), (b, 1))
+    boxes = box_ops.clip(boxes, size[:, None, 0:1], size[:, None, 1:2])  # components [B, R, K]
+    # Background (class 0) has no offsets: give it the proposal itself so that [R, K+1, 4] lines up with scores.
+    boxes = jnp.concatenate([props[:, :, None, :], boxes], axis=2)
+
+    def one(boxes, scores, valid):
+        d = detect(boxes, scores, iou_threshold=ev.nms_iou, max_detections=ev.max_detections,
+                   score_threshold=ev.score_threshold, valid=valid)
+        return {'det_boxes': d.boxes, 'det_scores': d.scores, 'det_classes': d.classes - 1, 'det_count': d.count}
+
+    return jax.vmap(one)(boxes, scores, prop_mask)
+
+
+def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
+    """Builds the VOC mAP evaluator of config entry `ev`."""
+    config = ctx.config
+    missing = [k for k in ('image', *GT_KEYS) if k not in config.data.batch_keys]
+    if missing:
+        raise ValueError(f'the detection evaluator needs data.batch_keys {missing} (objects_to_boxes, pad_boxes).')
+    net_name = ev.net
+    model = ctx.nets[net_name]
+    batch_size = config.eval_batch_size or config.batch_size
+    parallel.check_batch_size(batch_size, ctx.mesh, 'eval_batch_size')
+    data = ConfigDict(config.data.to_dict())
+    data.eval_split = ev.split or config.data.eval_split
+    names = class_names(data)
+
+    def predict_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        out = predict_detections(config, model, state.nets[net_name].eval_variables, batch, ev)
+        return out | {k: batch[k] for k in (*GT_KEYS, 'mask')}
+
+    predict = parallel.compile_per_example(predict_step, ctx.mesh)
+    shard = parallel.Parallel(ctx.mesh, 'shard_map').shard_batch
+
+    def gather(x: jax.Array) -> np.ndarray:
+        if jax.process_count() > 1:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(jax.device_get(x))
+
+    def evaluate(state: TrainState) -> dict[str, float]:
+        voc = VocEvaluator(names, method=ev.method)
+        index = 0
+        detections = 0
+        for local in pipeline.eval_batches(data, global_batch_size=batch_size, process_index=jax.process_index(),
+                                           process_count=jax.process_count()):
+            out = {k: gather(v) for k, v in predict(state, shard(local)).items()}
+            for i in range(out['mask'].shape[0]):
+                if not out['mask'][i]:
+                    continue  # padding of the last batch
+                gt = out['box_mask'][i].astype(bool)
+                n = int(out['det_count'][i])
+                voc.add(f'{index:06d}', out['boxes'][i][gt], out['box_classes'][i][gt],
+                        out['box_difficult'][i][gt].astype(bool), out['det_boxes'][i][:n], out['det_classes'][i][:n],
+                        out['det_scores'][i][:n])
+                detections += n
+                index += 1
+        result = voc.result()
+        if ev.write_devkit and ctx.workdir and jax.process_index() == 0:
+            directory = os.path.join(ctx.workdir, 'detections', ctx.name)
+            voc.write_devkit(directory, 'comp4', 'test')
+            logging.info('evals.%s: VOC devkit result files in %s', ctx.name, directory)
+        return {**result.metrics(), 'num_images': index, 'detections': detections}
+
+    return evaluate
