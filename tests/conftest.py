@@ -59,3 +59,17 @@ def voc_dir(tmp_path_factory) -> tuple[str, str]:
         pipeline.get_builder(ConfigDict({'name': 'voc/2007', 'data_dir': data_dir, 'manual_dir': manual_dir,
                                          'download': True}))
     return data_dir, manual_dir
+
+
+@pytest.fixture(scope='session')
+def scenes_dir(tmp_path_factory) -> str:
+    """A TFDS data_dir with the first 32 scenes of each split of the embedded detection dataset, prepared by its
+    real builder (the whole dataset takes ~8 s; the tests need a few batches)."""
+    import tensorflow_datasets as tfds
+
+    from convnets.data import digit_scenes
+
+    data_dir = str(tmp_path_factory.mktemp('tfds_scenes'))
+    config = tfds.download.DownloadConfig(max_examples_per_split=32)
+    digit_scenes.ConvnetsDigitScenes(data_dir=data_dir).download_and_prepare(download_config=config)
+    return data_dir

@@ -47,11 +47,22 @@ class FastRCNN(nn.Module):
     roi_size: int = 7  # 7x7 for VGG16 (sec. 2.1: "H = W = 7 for VGG16"), 6x6 for CaffeNet-sized nets
     fc_features: int = 4096
     dropout_rate: float = 0.5
+    # 'paper': conv N(0, 0.01), fc N(0, 0.005) as the authors' VGG16 prototxt (the layers come from ImageNet
+    # training anyway); 'he': He et al. 2015 N(0, 2 / fan_in) for conv and fc layers, for training from scratch
+    # (with N(0, 0.01) a deep net without BN passes almost no signal and learns nothing).
+    weight_init: str = 'paper'
 
     @property
     def spatial_scale(self) -> float:
         """Feature-map pixels per image pixel (1/16 for VGG16)."""
         return 1.0 / 2 ** self.num_pools
+
+    def _init(self, paper_std: float) -> nn.initializers.Initializer:
+        if self.weight_init == 'paper':
+            return nn.initializers.normal(paper_std)
+        if self.weight_init == 'he':
+            return nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
+        raise ValueError(f"FastRCNN.weight_init must be 'paper' or 'he', got {self.weight_init!r}")
 
     def features(self, x: Array) -> Array:
         """The shared conv feature map [B, h, w, C] of images [B, H, W, 3]."""
@@ -59,7 +70,7 @@ class FastRCNN(nn.Module):
         for s, (ks, width) in enumerate(zip(kernels, self.stage_widths, strict=True), start=1):
             for i, k in enumerate(ks, start=1):
                 conv = nn.Conv(width, (k, k), strides=vgg.CONV_STRIDES, padding=vgg.conv_padding(k),
-                               kernel_init=nn.initializers.normal(0.01), name=param_name(vgg.conv_name(s, i)))
+                               kernel_init=self._init(0.01), name=param_name(vgg.conv_name(s, i)))
                 x = nn.relu(conv(x))
             if s <= self.num_pools:
                 x = max_pool(x, vgg.POOL_WINDOW, vgg.POOL_STRIDE, ceil_mode=True)  # Caffe rounds pool sizes up
@@ -81,8 +92,7 @@ class FastRCNN(nn.Module):
                               output_size=(self.roi_size, self.roi_size), spatial_scale=self.spatial_scale)
         x = pooled.reshape((b * r, -1))  # row-major (h, w, c), as VGG's fc6 reads pool5
         for name in ('fc6', 'fc7'):
-            x = nn.relu(nn.Dense(self.fc_features, kernel_init=nn.initializers.normal(0.005),
-                                 name=param_name(name))(x))
+            x = nn.relu(nn.Dense(self.fc_features, kernel_init=self._init(0.005), name=param_name(name))(x))
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         k = self.num_classes
         logits = nn.Dense(k + 1, kernel_init=nn.initializers.normal(0.01), name=param_name('cls_score'))(x)

@@ -77,10 +77,10 @@ def proposals(config: ConfigDict, batch: Mapping[str, jax.Array]) -> tuple[jax.A
     return boxes, mask
 
 
-def sample_rois(config: ConfigDict, key: jax.Array, props: jax.Array, prop_mask: jax.Array,
+def sample_rois(config: ConfigDict, keys: jax.Array, props: jax.Array, prop_mask: jax.Array,
                 batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-    """Per image: `rois_per_image` RoIs [B, R, 4], their class labels [B, R] (0 background), regression targets
-    [B, R, 4] and validity [B, R] (see the module docstring)."""
+    """Per image (one PRNG key each, `keys` [B]): `rois_per_image` RoIs [B, R, 4], their class labels [B, R]
+    (0 background), regression targets [B, R, 4] and validity [B, R] (see the module docstring)."""
     det = config.detection
     gt, gt_mask = batch['boxes'], batch['box_mask'].astype(bool)
     difficult = batch['box_difficult'].astype(bool)
@@ -99,7 +99,6 @@ def sample_rois(config: ConfigDict, key: jax.Array, props: jax.Array, prop_mask:
         targets = box_ops.encode(m.matched_boxes[idx], rois, tuple(det.box_weights))
         return {'rois': rois, 'labels': labels, 'targets': targets, 'valid': ok, 'fg': fg}
 
-    keys = jax.random.split(key, props.shape[0])
     return jax.vmap(one)(keys, props, prop_mask, gt, gt_mask, difficult, batch['box_classes'].astype(jnp.int32))
 
 
@@ -126,11 +125,16 @@ def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTran
     """One SGD step of a Fast R-CNN on one device's slice of the batch."""
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, Any]]:
-        rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), lax.axis_index(axis_name))
-        sample_key, dropout_key = jax.random.split(rng)
+        step_key = jax.random.fold_in(state.rng, state.step)
+        dropout_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), lax.axis_index(axis_name))
+        # RoI sampling draws from each image's GLOBAL index, so any number of devices samples the same RoIs.
+        local = batch['image'].shape[0]
+        first = lax.axis_index(axis_name) * local
+        sample_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(step_key, 0), first + i))(
+            jnp.arange(local))
         net = state.nets[NET]
         props, prop_mask = proposals(config, batch)
-        s = sample_rois(config, sample_key, props, prop_mask, batch)
+        s = sample_rois(config, sample_keys, props, prop_mask, batch)
 
         def loss_fn(params):
             logits, deltas = model.apply({'params': params}, batch['image'], lax.stop_gradient(s['rois']),
