@@ -136,3 +136,28 @@ def test_grid_proposals_cover_the_canvas():
     assert len(np.unique(boxes, axis=0)) == len(boxes)
     tall = boxes[(boxes[:, 2] - boxes[:, 0]) > (boxes[:, 3] - boxes[:, 1]) * 1.9]
     assert len(tall)  # ratio 2 (height:width) windows exist
+
+
+def test_a_vgg_classifier_initialises_the_detector_by_name():
+    """config.init_from maps a VGG checkpoint onto Fast R-CNN by layer name: every conv layer and fc6 / fc7 load;
+    fc8 is left out and the two sibling heads keep their fresh initialisation (init_from_skip, sec. 2.2)."""
+    from convnets.train import init_from
+    from convnets.train.state import NetState, TrainState
+
+    widths = (4, 8, 8, 8, 8)
+    vgg = models.get_model('vgg', config='D', stage_widths=widths, fc_features=16, num_classes=5)
+    det = models.get_model('fast_rcnn', vgg_config='D', stage_widths=widths, fc_features=16, num_classes=3)
+    classifier = vgg.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
+    fresh = det.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 1, 4)))['params']
+    state = TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(jax.random.key(2)),
+                       nets={'model': NetState(params=fresh, batch_stats={}, opt_state=())})
+    skip = ('params/fc8_layer/', 'params/cls_score_layer/', 'params/bbox_pred_layer/')
+    loaded = init_from.transfer(state, {'model': {'params': classifier['params'], 'batch_stats': {}}}, skip)
+    params = loaded.nets['model'].params
+    for layer in [k for k in classifier['params'] if k != 'fc8_layer']:
+        helpers.assert_trees_equal(params[layer], classifier['params'][layer])
+    for head in ('cls_score_layer', 'bbox_pred_layer'):
+        helpers.assert_trees_equal(params[head], fresh[head])
+    with pytest.raises(init_from.InitFromError, match='fc8_layer'):
+        init_from.transfer(state, {'model': {'params': classifier['params'], 'batch_stats': {}}},
+                           skip=('params/cls_score_layer/', 'params/bbox_pred_layer/'))
