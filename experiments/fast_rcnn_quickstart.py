@@ -5,8 +5,8 @@ pooling, the (K+1)-way softmax and class-specific box regression, 25%-foreground
 (the ground-truth boxes among them), per-class NMS 0.3 at test and VOC 2007 11-point mAP on the held-out scenes
 (digits drawn from handwriting the training set never saw). Deviations for a CPU: a VGG-A-shaped body of 3
 stages (32-64-128 maps, stride 4) instead of VGG16, trained from scratch (He initialisation) instead of from
-ImageNet weights, fc layers of 256, 5x5 RoIs, and grid proposals (windows of 5 sizes x 2 height:width ratios
-every 8 px) instead of selective search.
+ImageNet weights, fc layers of 256 without dropout, 5x5 RoIs, and grid proposals (windows of 5 sizes x 2
+height:width ratios every 8 px) instead of selective search.
 
 Run:
   python -m convnets.main --config=experiments/fast_rcnn_quickstart.py --workdir=/tmp/fast_rcnn_quickstart
@@ -27,6 +27,9 @@ def get_config():
     c.model.num_pools = 2
     c.model.roi_size = 5
     c.model.fc_features = 256
+    # VGG16's dropout 0.5 after fc6 / fc7 (sec. 2) is off: on 256-wide layers trained from scratch it made the
+    # classifier learn the digits 3x slower (500-step probe: RoI accuracy 0.80 with it, 0.86 without).
+    c.model.dropout_rate = 0.0
     c.model.weight_init = 'he'  # from scratch, no ImageNet initialisation
     c.data.name = 'convnets_digit_scenes'
     c.data.cache = True

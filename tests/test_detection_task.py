@@ -138,6 +138,7 @@ def test_grid_proposals_cover_the_canvas():
     assert len(tall)  # ratio 2 (height:width) windows exist
 
 
+@pytest.mark.slow
 def test_a_vgg_classifier_initialises_the_detector_by_name():
     """config.init_from maps a VGG checkpoint onto Fast R-CNN by layer name: every conv layer and fc6 / fc7 load;
     fc8 is left out and the two sibling heads keep their fresh initialisation (init_from_skip, sec. 2.2)."""

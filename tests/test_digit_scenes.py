@@ -119,6 +119,7 @@ def _check_row(batch: dict, row: int, scene: dict, flipped: bool | None) -> bool
     return flipped
 
 
+@pytest.mark.slow
 def test_pipeline_yields_fixed_shape_batches_with_boxes_on_their_pixels(scenes_dir):
     data = _data(scenes_dir)
     builder = pipeline.get_builder(data)

@@ -108,7 +108,12 @@ def straight(tmp_path_factory, digits_dir):
     return out
 
 
-@pytest.mark.parametrize('damage', sorted(DAMAGE))
+# Two kinds of damage in the quick loop (-m 'not slow'); every kind with -m slow and in CI.
+QUICK_DAMAGE = ('flipped_byte', 'truncated_file')
+
+
+@pytest.mark.parametrize('damage', [d if d in QUICK_DAMAGE else pytest.param(d, marks=pytest.mark.slow)
+                                    for d in sorted(DAMAGE)])
 @pytest.mark.parametrize('task', ['classification', pytest.param('toy', marks=pytest.mark.slow)])
 def test_damaged_newest_checkpoint_is_detected_and_the_previous_one_restored(tmp_path, digits_dir, straight, task,
                                                                              damage, caplog):

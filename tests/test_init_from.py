@@ -40,6 +40,7 @@ def test_init_from_loads_every_network_variable_and_trains_on(tmp_path, digits_d
     assert not np.array_equal(helpers.final_params(target)['F6_layer']['kernel'], loaded['F6_layer']['kernel'])
 
 
+@pytest.mark.slow
 def test_init_from_with_a_new_classifier(tmp_path, digits_dir):
     _, source = _trained(tmp_path, digits_dir)
     loaded = helpers.final_params(source)
@@ -67,6 +68,7 @@ def test_init_from_errors(tmp_path, digits_dir):
         loop.train_and_evaluate(c, str(tmp_path / 'target'))
 
 
+@pytest.mark.slow
 def test_init_from_skips_a_damaged_checkpoint(tmp_path, digits_dir):
     c, source = _trained(tmp_path, digits_dir, keep_checkpoints=0, checkpoint_every='1')
     good = helpers.final_params(source, step=2)

@@ -43,6 +43,7 @@ def test_prepared_voc_has_the_objects_of_the_xml(voc_dir):
             assert got["is_truncated"].tolist() == [bool(o[6]) for o in objects]
 
 
+@pytest.mark.slow
 def test_voc_batches_have_the_annotated_pixels(voc_dir):
     data_dir, manual_dir = voc_dir
     data = default.get_config().data

@@ -521,6 +521,7 @@ def test_agrees_with_a_transcription_of_the_devkit(tmp_path, seed, integer):
     assert checked >= 4
 
 
+@pytest.mark.slow
 def test_large_evaluation_is_fast():
     # VOC 2007 test scale: 4952 images, 20 classes, ~100 detections per image (Fast R-CNN's cap).
     import time

@@ -103,6 +103,7 @@ def test_torch_pickles_need_torch(tmp_path, monkeypatch):
         files.read(str(path))
 
 
+@pytest.mark.slow
 def test_import_refuses_a_used_workdir(tmp_path, imagenet_dir):
     path = weight_parity.seeded_file(weight_parity.fixture('torchvision_resnet18'), str(tmp_path))
     config = _imagenet_config('torchvision_resnet18', imagenet_dir)

@@ -45,7 +45,7 @@ def test_mapping_fits_the_keras_manifest_and_our_model(name):
 
 
 # VGG at 224 (138M / 144M parameters, 0.5 GB files) is slow; ResNet50 at 64 takes ~7 s on 2 CPU cores.
-PARITY = [pytest.param('vgg16', marks=pytest.mark.slow), pytest.param('vgg19', marks=pytest.mark.slow), 'resnet50']
+PARITY = [pytest.param(n, marks=pytest.mark.slow) for n in ('vgg16', 'vgg19', 'resnet50')]
 
 
 @pytest.mark.parametrize('name', PARITY)

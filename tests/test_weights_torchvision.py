@@ -21,7 +21,7 @@ from tests import weight_parity
 
 NAMES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'vgg11', 'vgg13', 'vgg16', 'vgg19',
          'vgg11_bn', 'vgg13_bn', 'vgg16_bn', 'vgg19_bn', 'googlenet', 'alexnet')
-FAST = ('resnet18', 'alexnet')  # the parity tests run without -m slow; the rest cost seconds to a minute each
+FAST = ('resnet18',)  # the parity tests run without -m slow; the rest cost seconds to a minute each
 BN_COUNTER = re.compile(r'.*num_batches_tracked')
 
 
@@ -86,7 +86,8 @@ def _check_aux_heads(result: dict, fix: dict) -> None:
         assert np.max(np.abs(ours - theirs)) <= weight_parity.RTOL * np.max(np.abs(theirs)), head
 
 
-@pytest.mark.parametrize('name', ['resnet18', 'googlenet', pytest.param('alexnet', marks=pytest.mark.slow)])
+@pytest.mark.parametrize('name', ['resnet18', pytest.param('googlenet', marks=pytest.mark.slow),
+                                  pytest.param('alexnet', marks=pytest.mark.slow)])
 def test_import_export_round_trip(name):
     """import -> export gives back the source tensors bit for bit, and re-importing gives the same variables."""
     source, fix = sources.get('torchvision', name), weight_parity.fixture(f'torchvision_{name}')
