@@ -42,7 +42,7 @@ def get_config():
     c.detection.grid_stride = 8
     c.batch_size = 8
     c.num_epochs = 6.0
-    c.optimizer.learning_rate = 0.02
+    c.optimizer.learning_rate = 0.04  # from scratch: 0.02 gave 0.745 mAP in the same 1,500 steps
     c.optimizer.momentum = 0.9
     c.optimizer.weight_decay = 5e-4
     c.optimizer.warmup_steps = 100
