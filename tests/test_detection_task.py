@@ -162,3 +162,18 @@ def test_a_vgg_classifier_initialises_the_detector_by_name():
     with pytest.raises(init_from.InitFromError, match='fc8_layer'):
         init_from.transfer(state, {'model': {'params': classifier['params'], 'batch_stats': {}}},
                            skip=('params/cls_score_layer/', 'params/bbox_pred_layer/'))
+
+
+@pytest.mark.slow
+def test_a_resumed_detection_run_equals_an_uninterrupted_one(tmp_path, scenes_dir):
+    """Stopping after 2 steps and resuming to 4 gives the parameters of 4 steps in one go: the RoI sampling keys
+    and dropout masks are functions of the step, the input stream of the step (the loop's exact resume)."""
+    straight = str(tmp_path / 'straight')
+    loop.train_and_evaluate(_tiny(scenes_dir, num_train_steps=4, checkpoint_every='2'), straight)
+    resumed = str(tmp_path / 'resumed')
+    c = _tiny(scenes_dir, num_train_steps=2, checkpoint_every='2')
+    c.evals.val.at_end = False
+    loop.train_and_evaluate(c, resumed)
+    c = _tiny(scenes_dir, num_train_steps=4, checkpoint_every='2')
+    loop.train_and_evaluate(c, resumed)
+    helpers.assert_trees_equal(helpers.final_params(resumed), helpers.final_params(straight))
