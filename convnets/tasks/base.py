@@ -25,13 +25,14 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
 from convnets import models, parallel
 from convnets.train import optim
-from convnets.train.state import TrainState
+from convnets.train.state import NetState, TrainState
 
 StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
 Evaluator = Callable[[TrainState], dict[str, float]]
@@ -105,6 +106,48 @@ class Task(abc.ABC):
     def make_train_step(self, config: ConfigDict, nets: Mapping[str, nn.Module],
                         optimizers: Mapping[str, Optimizer], *, axis_name: str, loss_is_global: bool) -> StepFn:
         """The per-device train step (see the module docstring and `convnets.parallel` for `loss_is_global`)."""
+
+
+class SingleNetwork(Task):
+    """A task that trains one network, `config.model` as `NET`, with the optimiser of `config.optimizer`
+    (classification, detection). Subclasses provide `init_variables`, the step and the evaluators."""
+
+    NET = 'model'
+
+    def build_nets(self, config: ConfigDict) -> dict[str, nn.Module]:
+        return {self.NET: build_model(config.model)}
+
+    def make_optimizers(self, config: ConfigDict, *, steps_per_epoch: int, total_steps: int
+                        ) -> dict[str, Optimizer]:
+        schedule = optim.make_schedule(config.optimizer, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+        return {self.NET: Optimizer(optim.make_optimizer(config.optimizer, schedule), schedule)}
+
+    @abc.abstractmethod
+    def init_variables(self, model: nn.Module, rngs: dict[str, jax.Array], batch_spec: BatchSpec) -> dict[str, Any]:
+        """`model.init` on a dummy example of `batch_spec`'s shapes (traced, never run on data)."""
+
+    def init_state(self, config: ConfigDict, nets: Mapping[str, nn.Module], optimizers: Mapping[str, Optimizer],
+                   batch_spec: BatchSpec) -> TrainState:
+        """Fresh parameters (and BN statistics) from `config.seed`; with `config.ema_decay` > 0 the Polyak average
+        starts at the initial parameters."""
+        return fresh_state(self.init_variables(nets[self.NET], init_rngs(config.seed), batch_spec),
+                           optimizers[self.NET].tx, config.seed, name=self.NET, ema=config.ema_decay > 0)
+
+
+def init_rngs(seed: int) -> dict[str, jax.Array]:
+    """The PRNG keys `model.init` gets for seed `seed` (the state's own key is the other half of the split)."""
+    init_rng, _ = jax.random.split(jax.random.PRNGKey(seed))
+    return {'params': init_rng, 'dropout': init_rng}
+
+
+def fresh_state(variables: dict[str, Any], tx: optax.GradientTransformation, seed: int, *, name: str,
+                ema: bool = False) -> TrainState:
+    """The step-0 state of one network with `variables` (from `model.init`) and optimiser `tx`."""
+    _, state_rng = jax.random.split(jax.random.PRNGKey(seed))
+    params = variables['params']
+    net = NetState(params=params, batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
+                   ema_params=params if ema else {})
+    return TrainState(step=jnp.zeros((), jnp.int32), rng=state_rng, nets={name: net})
 
 
 def build_model(model_config: ConfigDict) -> nn.Module:

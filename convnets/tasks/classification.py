@@ -20,10 +20,10 @@ from ml_collections import ConfigDict
 
 from convnets.evaluate import classification as classification_eval
 from convnets.tasks import base, sgd
-from convnets.train import optim, transforms
-from convnets.train.state import NetState, TrainState
+from convnets.train import transforms
+from convnets.train.state import TrainState
 
-NET = 'model'  # The one network's name in TrainState.nets.
+NET = base.SingleNetwork.NET  # The one network's name in TrainState.nets.
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -81,21 +81,15 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,
                image_shape: tuple[int, ...], *, ema: bool = False) -> TrainState:
-    """Fresh parameters (and BN statistics) from `seed`; jit this with replicated out_shardings.
+    """Fresh parameters (and BatchNorm statistics) from `seed`; jit this with replicated out_shardings.
 
     With `ema`, the Polyak average starts at the initial parameters.
     """
-    rng = jax.random.PRNGKey(seed)
-    init_rng, state_rng = jax.random.split(rng)
-    variables = model.init({'params': init_rng, 'dropout': init_rng}, jnp.zeros((1, *image_shape), jnp.float32),
-                           train=False)
-    params = variables['params']
-    net = NetState(params=params, batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
-                   ema_params=params if ema else {})
-    return TrainState(step=jnp.zeros((), jnp.int32), rng=state_rng, nets={NET: net})
+    spec = {'image': jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32)}
+    return base.fresh_state(TASK.init_variables(model, base.init_rngs(seed), spec), tx, seed, name=NET, ema=ema)
 
 
-class Classification(base.Task):
+class Classification(base.SingleNetwork):
     """One classifier (`config.model`), SGD from `config.optimizer`, cross-entropy (+ `config.aux_loss_weight`
     times the auxiliary heads' losses), Polyak averaging with `config.ema_decay`."""
 
@@ -112,18 +106,9 @@ class Classification(base.Task):
         if config.aux_loss_weight < 0:
             raise ValueError(f'aux_loss_weight={config.aux_loss_weight} must be >= 0 (GoogLeNet: 0.3).')
 
-    def build_nets(self, config: ConfigDict) -> dict[str, nn.Module]:
-        return {NET: base.build_model(config.model)}
-
-    def make_optimizers(self, config: ConfigDict, *, steps_per_epoch: int, total_steps: int
-                        ) -> dict[str, base.Optimizer]:
-        schedule = optim.make_schedule(config.optimizer, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-        return {NET: base.Optimizer(optim.make_optimizer(config.optimizer, schedule), schedule)}
-
-    def init_state(self, config: ConfigDict, nets: Mapping[str, nn.Module], optimizers: Mapping[str, base.Optimizer],
-                   batch_spec: base.BatchSpec) -> TrainState:
-        return init_state(nets[NET], optimizers[NET].tx, config.seed, tuple(batch_spec['image'].shape),
-                          ema=config.ema_decay > 0)
+    def init_variables(self, model: nn.Module, rngs: dict[str, jax.Array], batch_spec: base.BatchSpec
+                       ) -> dict[str, Any]:
+        return model.init(rngs, jnp.zeros((1, *batch_spec['image'].shape), jnp.float32), train=False)
 
     def make_train_step(self, config: ConfigDict, nets: Mapping[str, nn.Module],
                         optimizers: Mapping[str, base.Optimizer], *, axis_name: str, loss_is_global: bool

@@ -37,10 +37,10 @@ from convnets.evaluate import detection as detection_eval
 from convnets.models.detection import boxes as box_ops
 from convnets.models.detection import losses, sampling
 from convnets.tasks import base, sgd
-from convnets.train import optim, transforms
-from convnets.train.state import NetState, TrainState
+from convnets.train import transforms
+from convnets.train.state import TrainState
 
-NET = 'model'
+NET = base.SingleNetwork.NET
 PROPOSALS = ('grid', 'batch')
 
 
@@ -152,7 +152,7 @@ def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTran
     return step
 
 
-class Detection(base.Task):
+class Detection(base.SingleNetwork):
     """One region-based detector (`config.model`, e.g. 'fast_rcnn_vgg16'), SGD from `config.optimizer`, the
     sampling and loss of `config.detection`."""
 
@@ -185,25 +185,10 @@ class Detection(base.Task):
             raise ValueError(f'data.batch_keys lacks {sorted(missing)}: a detection batch needs {sorted(needed)} '
                              f'(ops objects_to_boxes and pad_boxes(N) make the box keys).')
 
-    def build_nets(self, config: ConfigDict) -> dict[str, nn.Module]:
-        return {NET: base.build_model(config.model)}
-
-    def make_optimizers(self, config: ConfigDict, *, steps_per_epoch: int, total_steps: int
-                        ) -> dict[str, base.Optimizer]:
-        schedule = optim.make_schedule(config.optimizer, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-        return {NET: base.Optimizer(optim.make_optimizer(config.optimizer, schedule), schedule)}
-
-    def init_state(self, config: ConfigDict, nets: Mapping[str, nn.Module], optimizers: Mapping[str, base.Optimizer],
-                   batch_spec: base.BatchSpec) -> TrainState:
-        rng = jax.random.PRNGKey(config.seed)
-        init_rng, state_rng = jax.random.split(rng)
+    def init_variables(self, model: nn.Module, rngs: dict[str, jax.Array], batch_spec: base.BatchSpec
+                       ) -> dict[str, Any]:
         images = jnp.zeros((1, *batch_spec['image'].shape), jnp.float32)
-        rois = jnp.zeros((1, 1, 4), jnp.float32)
-        params = nets[NET].init({'params': init_rng, 'dropout': init_rng}, images, rois, train=False)['params']
-        tx = optimizers[NET].tx
-        net = NetState(params=params, batch_stats={}, opt_state=tx.init(params),
-                       ema_params=params if config.ema_decay > 0 else {})
-        return TrainState(step=jnp.zeros((), jnp.int32), rng=state_rng, nets={NET: net})
+        return model.init(rngs, images, jnp.zeros((1, 1, 4), jnp.float32), train=False)
 
     def make_train_step(self, config: ConfigDict, nets: Mapping[str, nn.Module],
                         optimizers: Mapping[str, base.Optimizer], *, axis_name: str, loss_is_global: bool
