@@ -14,7 +14,7 @@ import re
 import shlex
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from absl import flags, logging
 from ml_collections import ConfigDict
@@ -262,3 +262,16 @@ def run_error_message(error: BaseException) -> str | None:
     if isinstance(error, ValueError | TypeError | OSError | RuntimeError) and _raised_here(error):
         return str(error)
     return None
+
+
+def run_reporting_errors(body: Callable[[], None]) -> None:
+    """Runs a command's `body`; an error meant for users (`run_error_message`) becomes a short report and exit
+    status 1, any other keeps its traceback (as do all with --verbose_errors)."""
+    try:
+        body()
+    except Exception as e:
+        if verbose() or (message := run_error_message(e)) is None:
+            raise
+    else:
+        return
+    fail(message, RUN_ERROR)  # outside the handler: the report is not chained to the exception

@@ -76,14 +76,7 @@ def _run() -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    try:
-        _run()
-    except Exception as e:
-        if cli_errors.verbose() or (message := cli_errors.run_error_message(e)) is None:
-            raise
-    else:
-        return
-    cli_errors.fail(message, cli_errors.RUN_ERROR)
+    cli_errors.run_reporting_errors(_run)
 
 
 if __name__ == '__main__':

@@ -67,13 +67,11 @@ def run(config, workdir: str, file: str, to: str | None = None, net: str = 'mode
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    try:
-        summary = run(FLAGS.config, FLAGS.workdir, FLAGS.file, FLAGS.to, FLAGS.net)
-    except Exception as e:
-        if cli_errors.verbose() or (message := cli_errors.run_error_message(e)) is None:
-            raise
-        cli_errors.fail(message, cli_errors.RUN_ERROR)
-    print(json.dumps(summary), flush=True)
+
+    def body() -> None:
+        print(json.dumps(run(FLAGS.config, FLAGS.workdir, FLAGS.file, FLAGS.to, FLAGS.net)), flush=True)
+
+    cli_errors.run_reporting_errors(body)
 
 
 if __name__ == '__main__':

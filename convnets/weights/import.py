@@ -69,13 +69,11 @@ def run(framework: str, name: str, file: str, workdir: str, config=None) -> dict
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    try:
-        summary = run(FLAGS['from'].value, FLAGS.model, FLAGS.file, FLAGS.workdir, FLAGS.config)
-    except Exception as e:
-        if cli_errors.verbose() or (message := cli_errors.run_error_message(e)) is None:
-            raise
-        cli_errors.fail(message, cli_errors.RUN_ERROR)
-    print(json.dumps(summary), flush=True)
+
+    def body() -> None:
+        print(json.dumps(run(FLAGS['from'].value, FLAGS.model, FLAGS.file, FLAGS.workdir, FLAGS.config)), flush=True)
+
+    cli_errors.run_reporting_errors(body)
 
 
 if __name__ == '__main__':
