@@ -8,6 +8,10 @@ else (optimiser state, step, PRNG key) starts fresh, and a Polyak average starts
 'params/fc_layer/kernel'): matching variables keep their fresh initialisation, which is how a new classifier with
 another number of classes is fitted. Every other variable must be loaded with its exact shape, or the run stops
 with a list of what does not fit.
+
+Also here: the provenance of imported weights (`pretrained_record`, kept through init_from chains), the warning
+when a pipeline lacks the normalisation those weights expect (`check_preprocessing`), and `save_initial_state`,
+which writes step 0 of a workdir from given variables (`python -m convnets.weights.import`).
 """
 
 from __future__ import annotations
@@ -20,9 +24,13 @@ import jax
 import numpy as np
 from absl import logging
 from etils import epath
+from jax.sharding import Mesh
+from ml_collections import ConfigDict
 
+from convnets import parallel, tasks
 from convnets.train import checkpoint
 from convnets.train.state import TrainState
+from convnets.train.workdir_lock import WorkdirLock
 from convnets.weights.mapping import SHOWN, flatten, unflatten
 
 
@@ -95,3 +103,77 @@ def transfer(state: TrainState, loaded: Mapping[str, Mapping[str, Any]], skip: S
         logging.info('%s: kept the fresh initialisation of %d variables: %s', what, len(kept_all),
                      ', '.join(kept_all[:SHOWN]))
     return state.replace(nets=nets)
+
+
+def start(config: ConfigDict, state: TrainState, mesh: Mesh) -> tuple[TrainState, dict[str, Any]]:
+    """The fresh `state` with the networks of `config.init_from`'s newest checkpoint; the provenance record."""
+    loaded, meta = load(config.init_from)
+    state = transfer(state, loaded, config.init_from_skip, what=f'init_from={config.init_from}',
+                               sharding=parallel.replicated(mesh))
+    record = {'workdir': str(config.init_from), 'step': int(meta['step'])}
+    if meta.get('pretrained'):
+        record['pretrained'] = meta['pretrained']
+    elif meta.get('init_from'):
+        record['init_from'] = meta['init_from']
+    logging.info('Initialised from step %d of %s%s', record['step'], config.init_from,
+                 f' ({meta["pretrained"]["framework"]} {meta["pretrained"]["name"]} weights)'
+                 if meta.get('pretrained') else '')
+    check_preprocessing(config, record, train=True)
+    return state, record
+
+
+def pretrained_record(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of imported weights a checkpoint descends from (directly or through init_from), if any."""
+    while meta:
+        if meta.get('pretrained'):
+            return meta['pretrained']
+        meta = meta.get('init_from') or {}
+    return None
+
+
+def check_preprocessing(config: ConfigDict, meta: dict[str, Any], *, train: bool) -> None:
+    """Warns when imported weights meet a pipeline without the input normalisation they were trained with."""
+    record = pretrained_record(meta)
+    if not record:
+        return
+    ops = record['preprocessing']['value_ops']
+    specs = {'data.eval_preprocess': config.data.eval_preprocess}
+    if train:
+        specs['data.train_preprocess'] = config.data.train_preprocess
+    for name, spec in specs.items():
+        if ops not in spec:
+            logging.warning(
+                'These weights come from %s %s, trained on inputs made by %r (%s); %s=%r does not apply it, so '
+                'accuracy will suffer. experiments/pretrained.py:%s_%s sets it.', record['framework'],
+                record['name'], ops, record['preprocessing']['description'], name, spec, record['framework'],
+                record['name'])
+
+
+def save_initial_state(config: ConfigDict, workdir: str, variables: dict[str, dict[str, Any]],
+                       batch_spec: dict[str, jax.ShapeDtypeStruct], extra: dict[str, Any]) -> dict[str, Any]:
+    """Writes step 0 of `workdir`: the fresh state of `config` with each network's `variables` ({'params',
+    'batch_stats'}) in place, and `extra` in the meta item (the import's provenance). `batch_spec`: one example's
+    shapes (what the networks are initialised for), so that no dataset is needed. Refuses a workdir that already
+    holds checkpoints. Returns the meta item."""
+    task = tasks.get(config.task)
+    task.validate(config)
+    mesh = parallel.make_mesh(None)
+    nets = task.build_nets(config)
+    # The state's structure does not depend on the schedule's length: any step counts do.
+    optimizers = task.make_optimizers(config, steps_per_epoch=1, total_steps=1)
+    with WorkdirLock(workdir):
+        ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints,
+                                       architecture={'task': config.task, **task.architecture(config)},
+                                       run=task.run_config(config))
+        try:
+            if ckpt.latest_step() is not None:
+                raise FileExistsError(f'{workdir} already holds checkpoints: import into a new --workdir.')
+            state = jax.jit(lambda: task.init_state(config, nets, optimizers, batch_spec),
+                            out_shardings=parallel.replicated(mesh))()
+            state = transfer(state, variables, what='the imported weights',
+                                       sharding=parallel.replicated(mesh))
+            ckpt.save(0, state, force=True, extra=extra)
+            ckpt.wait()
+            return ckpt.meta(0)
+        finally:
+            ckpt.close()

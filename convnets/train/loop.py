@@ -133,85 +133,11 @@ def _init_or_restore(config: ConfigDict, s: _Setup) -> None:
     else:
         s.state = init()
         if config.init_from:
-            s.state, s.meta['init_from'] = _load_init_from(config, s.state, s.mesh)
+            s.state, s.meta['init_from'] = init_from.start(config, s.state, s.mesh)
     s.n_params = num_params(s.state)
     logging.info('Task %s, networks %s: %s parameters; %d steps (%d per epoch), global batch %d on %d devices (%s)',
                  config.task, ', '.join(f'{k}={type(v).__name__}' for k, v in s.nets.items()), f'{s.n_params:,}',
                  s.total_steps, s.steps_per_epoch, config.batch_size, s.mesh.devices.size, config.parallel)
-
-
-def _load_init_from(config: ConfigDict, state: TrainState, mesh: Mesh) -> tuple[TrainState, dict[str, Any]]:
-    """The fresh `state` with the networks of `config.init_from`'s newest checkpoint; the provenance record."""
-    loaded, meta = init_from.load(config.init_from)
-    state = init_from.transfer(state, loaded, config.init_from_skip, what=f'init_from={config.init_from}',
-                               sharding=parallel.replicated(mesh))
-    record = {'workdir': str(config.init_from), 'step': int(meta['step'])}
-    if meta.get('pretrained'):
-        record['pretrained'] = meta['pretrained']
-    elif meta.get('init_from'):
-        record['init_from'] = meta['init_from']
-    logging.info('Initialised from step %d of %s%s', record['step'], config.init_from,
-                 f' ({meta["pretrained"]["framework"]} {meta["pretrained"]["name"]} weights)'
-                 if meta.get('pretrained') else '')
-    check_preprocessing(config, record, train=True)
-    return state, record
-
-
-def pretrained_record(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The record of imported weights a checkpoint descends from (directly or through init_from), if any."""
-    while meta:
-        if meta.get('pretrained'):
-            return meta['pretrained']
-        meta = meta.get('init_from') or {}
-    return None
-
-
-def check_preprocessing(config: ConfigDict, meta: dict[str, Any], *, train: bool) -> None:
-    """Warns when imported weights meet a pipeline without the input normalisation they were trained with."""
-    record = pretrained_record(meta)
-    if not record:
-        return
-    ops = record['preprocessing']['value_ops']
-    specs = {'data.eval_preprocess': config.data.eval_preprocess}
-    if train:
-        specs['data.train_preprocess'] = config.data.train_preprocess
-    for name, spec in specs.items():
-        if ops not in spec:
-            logging.warning(
-                'These weights come from %s %s, trained on inputs made by %r (%s); %s=%r does not apply it, so '
-                'accuracy will suffer. experiments/pretrained.py:%s_%s sets it.', record['framework'],
-                record['name'], ops, record['preprocessing']['description'], name, spec, record['framework'],
-                record['name'])
-
-
-def save_initial_state(config: ConfigDict, workdir: str, variables: dict[str, dict[str, Any]],
-                       batch_spec: dict[str, jax.ShapeDtypeStruct], extra: dict[str, Any]) -> dict[str, Any]:
-    """Writes step 0 of `workdir`: the fresh state of `config` with each network's `variables` ({'params',
-    'batch_stats'}) in place, and `extra` in the meta item (the import's provenance). `batch_spec`: one example's
-    shapes (what the networks are initialised for), so that no dataset is needed. Refuses a workdir that already
-    holds checkpoints. Returns the meta item."""
-    task = tasks.get(config.task)
-    task.validate(config)
-    mesh = parallel.make_mesh(None)
-    nets = task.build_nets(config)
-    # The state's structure does not depend on the schedule's length: any step counts do.
-    optimizers = task.make_optimizers(config, steps_per_epoch=1, total_steps=1)
-    with WorkdirLock(workdir):
-        ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints,
-                                       architecture={'task': config.task, **task.architecture(config)},
-                                       run=task.run_config(config))
-        try:
-            if ckpt.latest_step() is not None:
-                raise FileExistsError(f'{workdir} already holds checkpoints: import into a new --workdir.')
-            state = jax.jit(lambda: task.init_state(config, nets, optimizers, batch_spec),
-                            out_shardings=parallel.replicated(mesh))()
-            state = init_from.transfer(state, variables, what='the imported weights',
-                                       sharding=parallel.replicated(mesh))
-            ckpt.save(0, state, force=True, extra=extra)
-            ckpt.wait()
-            return ckpt.meta(0)
-        finally:
-            ckpt.close()
 
 
 def _restore_latest(config: ConfigDict, workdir: str, devices: Sequence[jax.Device] | None) -> _Setup:
@@ -243,9 +169,9 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str, *, devices: Sequence[j
     """`--mode=eval`: runs every `at_end` evaluator on the latest checkpoint; writes `eval_results.json`
     (results.json is untouched). Reads the workdir only, so it may run beside training."""
     s = _restore_latest(config, workdir, devices)
-    check_preprocessing(config, s.meta, train=False)
+    init_from.check_preprocessing(config, s.meta, train=False)
     results: dict[str, Any] = {'step': s.start_step}
-    if (record := pretrained_record(s.meta)) is not None:
+    if (record := init_from.pretrained_record(s.meta)) is not None:
         results['pretrained'] = record
     for name in s.evaluations.at_end():
         results[s.evaluations.entries[name].results_key] = metrics = s.evaluations.run(name, s.state)

@@ -40,7 +40,7 @@ def run(framework: str, name: str, file: str, workdir: str, config=None) -> dict
     import jax
     import jax.numpy as jnp
 
-    from convnets.train import loop
+    from convnets.train import init_from
     from convnets.weights import importer, mapping, sources
     from experiments import pretrained
 
@@ -58,7 +58,7 @@ def run(framework: str, name: str, file: str, workdir: str, config=None) -> dict
     digest = importer.sha256(file)
     example = {'image': jax.ShapeDtypeStruct((size, size, 3), jnp.float32),
                'label': jax.ShapeDtypeStruct((), jnp.int32)}
-    meta = loop.save_initial_state(config, workdir, {'model': variables}, example,
+    meta = init_from.save_initial_state(config, workdir, {'model': variables}, example,
                                    extra={'pretrained': source.record(file, digest)})
     n = sum(v.size for v in mapping.flatten(variables.get('params', {})).values())
     logging.info('Imported %s %s (%s parameters) from %s into %s', framework, name, f'{n:,}', file, workdir)
