@@ -48,13 +48,23 @@ def state_digest(state: Any) -> str:
     Replicated multi-process arrays are read from this process's first shard, which holds the whole value.
     """
     h = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-            leaf = leaf.addressable_data(0)
-        value = np.ascontiguousarray(np.asarray(leaf))
+    for path, value in jax.tree_util.tree_flatten_with_path(host_arrays(state))[0]:
         h.update(f'{jax.tree_util.keystr(path)}|{value.dtype.str}|{value.shape}|'.encode())
         h.update(value.tobytes())
     return h.hexdigest()
+
+
+def host_arrays(state: Any) -> Any:
+    """`state` with every array copied to this host once (contiguous numpy; a no-op on numpy leaves).
+
+    Replicated multi-process arrays are read from this process's first shard, which holds the whole value.
+    """
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            leaf = leaf.addressable_data(0)
+        return np.ascontiguousarray(np.asarray(leaf))
+
+    return jax.tree.map(one, state)
 
 
 def structure(state: Any) -> list[str]:
@@ -288,9 +298,10 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, *, force: bool = False, extra: dict[str, Any] | None = None) -> bool:
         """Saves `state` (asynchronously) with the meta item; `extra`: JSON-able bookkeeping stored beside it."""
+        host = host_arrays(state)  # one device-to-host copy for both checksums
         meta = _json({'architecture': self.architecture, 'run': self.run, 'step': int(step),
-                      'digest': state_digest(state), 'structure': structure(state),
-                      'net_digests': {name: state_digest(net_variables(net)) for name, net in _nets(state).items()},
+                      'digest': state_digest(host), 'structure': structure(state),
+                      'net_digests': {name: state_digest(net_variables(net)) for name, net in _nets(host).items()},
                       **(extra or {})})
         meta['meta_digest'] = meta_digest(meta)
         saved = self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
