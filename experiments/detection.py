@@ -10,11 +10,74 @@ Fields of `config.detection` (convnets/tasks/detection.py):
   box_weights       target normalisation (10, 10, 5, 5): py-faster-rcnn's BBOX_NORMALIZE_STDS (0.1, 0.1, 0.2, 0.2).
   box_loss_weight   lambda of eq. 1 (1).
   include_gt_rois   the ground-truth boxes are RoIs too (py-faster-rcnn's roidb appends them).
+
+PASCAL VOC with cached selective search proposals: `voc_data(c, year, proposals_dir, max_proposals)` (R-CNN and
+Fast R-CNN experiments share it). It adds `data.proposals_dir` (the cache of `python -m convnets.data.make_proposals`)
+and writes specs that read it through references to `data.proposals_dir`, `data.name` and the split fields, so
+`--config.data.proposals_dir=DIR` (or another split) reaches the `load_proposals` op of both specs.
 """
 
 from ml_collections import config_dict
 
+from convnets.weights import sources
 from experiments import default
+
+# data.name, train split, eval split. TFDS's voc builder has 'train' and 'validation' (VOC's train / val sets), so
+# VOC's trainval is 'train+validation'; 'convnets_voc0712' (convnets/data/voc0712.py) is VOC 2007 + 2012 trainval
+# ('trainval') and VOC 2007 test ('test').
+VOC_DATASETS = {
+    '2007': ('voc/2007', 'train+validation', 'test'),
+    '07+12': ('convnets_voc0712', 'trainval', 'test'),
+}
+VOC_MAX_BOXES = 64  # objects kept per image (VOC 2007 / 2012 images hold at most 42 / 56)
+VOC_BATCH_KEYS = ('image', 'boxes', 'box_classes', 'box_difficult', 'box_mask', 'image_size', 'proposals',
+                  'proposal_mask')
+# How the project's VGG16 ImageNet weights are fed: the torchvision import (experiments/pretrained.py,
+# `python -m convnets.weights.import --from=torchvision --model=vgg16`) expects torchvision's normalisation; a VGG16
+# trained here (experiments/vgg16.py) expects `imagenet.subtract_mean()`; the authors' Caffe VGG16 took BGR minus
+# the mean (py-faster-rcnn PIXEL_MEANS), i.e. sources.CAFFE_BGR.value_ops.
+VGG16_VALUE_OPS = sources.TORCHVISION.value_ops
+
+
+def _proposals_op(c: config_dict.ConfigDict, split_field: str, max_proposals: int):
+    """`load_proposals('<dir>', '<name>', '<split>', N)` as a lazy string that follows later changes of
+    data.proposals_dir, data.name and data.<split_field> (command-line overrides included)."""
+    q = "'"
+    return ('load_proposals(' + q + c.data.get_ref('proposals_dir') + q + ', ' + q + c.data.get_ref('name') + q
+            + ', ' + q + c.data.get_ref(split_field) + q + f', {int(max_proposals)})')
+
+
+def voc_spec(c: config_dict.ConfigDict, split_field: str, *, scales: int | tuple[int, ...] = 600,
+             max_size: int = 1000, flip: bool = False, max_proposals: int = 2000,
+             value_ops: str = VGG16_VALUE_OPS, max_boxes: int = VOC_MAX_BOXES):
+    """One VOC spec (a lazy string, see `_proposals_op`): VOC's 1-based boxes as pixel edges, the cached proposals,
+    Fast R-CNN's scaling (shorter side `scales` (one drawn per image if several), longer side <= `max_size`; sec.
+    2.3 / 5.2), a flip with p = 0.5 if `flip`, a `max_size` square canvas, `max_boxes` gt rows, `value_ops`."""
+    scale = tuple(scales) if isinstance(scales, list | tuple) else int(scales)
+    flip_op = '|flip_lr' if flip else ''
+    return ('decode(3)|objects_to_boxes(voc_one_based=True)|' + _proposals_op(c, split_field, max_proposals)
+            + f'|resize_short_capped({scale}, {max_size}){flip_op}|pad_to({max_size})|pad_boxes({max_boxes})'
+            f'|{value_ops}')
+
+
+def voc_data(c: config_dict.ConfigDict, year: str = '2007', proposals_dir: str = '', max_proposals: int = 2000,
+             *, scales: int | tuple[int, ...] = 600, max_size: int = 1000, test_scale: int = 600,
+             test_max_size: int = 1000, value_ops: str = VGG16_VALUE_OPS, flip: bool = True) -> None:
+    """Points `c.data` at PASCAL VOC (`year` '2007' or '07+12', see VOC_DATASETS) with selective search proposals
+    from the cache in `proposals_dir` (`data.proposals_dir`), at most `max_proposals` per image.
+
+    Train: `voc_spec(scales, max_size, flip)`; test: single scale `test_scale` / `test_max_size` (Fast R-CNN
+    sec. 3: 600 / 1000), no flip. Batch keys: VOC_BATCH_KEYS. `value_ops` must match the ImageNet weights the
+    detector starts from (VGG16_VALUE_OPS: the torchvision import)."""
+    if year not in VOC_DATASETS:
+        raise ValueError(f'voc_data: year must be one of {tuple(VOC_DATASETS)}, got {year!r}')
+    c.data.name, c.data.train_split, c.data.eval_split = VOC_DATASETS[year]
+    c.data.proposals_dir = proposals_dir
+    c.data.cache = False  # thousands of full-size JPEGs: read from the record files each epoch
+    c.data.batch_keys = VOC_BATCH_KEYS
+    common = dict(max_proposals=max_proposals, value_ops=value_ops)
+    c.data.train_preprocess = voc_spec(c, 'train_split', scales=scales, max_size=max_size, flip=flip, **common)
+    c.data.eval_preprocess = voc_spec(c, 'eval_split', scales=test_scale, max_size=test_max_size, **common)
 
 
 def detection_eval(*, every: str = '', results_key: str = 'eval', method: str = '11point') -> config_dict.ConfigDict:
@@ -32,6 +95,10 @@ def detection_eval(*, every: str = '', results_key: str = 'eval', method: str = 
     ev.score_threshold = 0.05
     ev.max_detections = 100
     ev.write_devkit = True
+    ev.truncated_svd = ()  # (fc6, fc7) ranks, e.g. (1024, 256): Fast R-CNN sec. 3.1 (convnets/evaluate/detection.py)
+    ev.scales = ()  # test image pyramid, e.g. (480, 576, 688, 864, 1200) (sec. 5.2); () = the data's single scale
+    ev.max_size = 2000  # the pyramid's longer-side cap (the authors' multiscale.yml)
+    ev.data_scale = 600  # the shorter side the data pipeline resized images to
     return ev
 
 

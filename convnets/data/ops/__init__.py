@@ -45,7 +45,8 @@ Paper recipes as spec strings (``M`` = ``convnets.data.constants.IMAGENET_RGB_ME
     C3D-style clips: decode|random_temporal_crop(16)|resize((128, 171))|random_crop(112)|flip_lr|subtract_mean(M)
 
 Modules: ``core`` (registry, parser, helpers), ``decode``, ``geometry``, ``inception`` (GoogLeNet's crop),
-``views`` (multi-view evaluation crops), ``colour``, ``colour_jitter``, ``boxes``, ``video``, ``keys``.
+``views`` (multi-view evaluation crops), ``colour``, ``colour_jitter``, ``boxes``, ``proposals`` (cached region
+proposals), ``video``, ``keys``.
 Adding an op is a few lines in the module it belongs to::
 
     @register('my_op')
@@ -63,6 +64,7 @@ from convnets.data.ops import (  # noqa: F401  (importing an op module registers
     geometry,
     inception,
     keys,
+    proposals,
     video,
     views,
 )

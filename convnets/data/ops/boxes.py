@@ -14,11 +14,13 @@ Convention (every op of ``convnets.data.ops`` follows it):
   are all zero/False.
 
 Geometric ops (resize, resize_short, random_resize_short, pad, center_crop, random_crop, flip_lr, hflip,
-inception_crop, random_ten_crop) transform ``features['boxes']`` together with the image they change, with the
-same random draw, when the key is present. Which boxes follow which image: an op's ``boxes_key`` argument;
-its default (None) means ``'boxes'`` when the op works on ``key='image'`` and no boxes otherwise (views under
-``'crops'`` have no boxes). Crops CLIP boxes to the new image and never remove rows (so ``box_classes`` stays
-aligned without the geometric ops knowing about it): a box outside the crop becomes a zero-area box. It is
+inception_crop, random_ten_crop, resize_short_capped) transform ``features['boxes']`` and the region proposals
+``features['proposals']`` (``load_proposals``, ``convnets.data.ops.proposals``) together with the image they
+change, with the same random draw, when the keys are present. Which boxes follow which image: an op's
+``boxes_key`` argument; its default (None) means ``'boxes'`` and ``'proposals'`` when the op works on
+``key='image'`` and no boxes otherwise (views under ``'crops'`` have no boxes). Crops CLIP boxes to the new
+image and never remove rows (so ``box_classes`` and ``proposal_mask`` stay aligned without the geometric ops
+knowing about them): a box outside the crop becomes a zero-area box. It is
 ``pad_boxes`` (or ``drop_empty_boxes``) that drops zero-area boxes, and with ``min_size`` the slivers a crop
 leaves. Multi-view ops leave ``'image'`` and its boxes untouched.
 
@@ -37,28 +39,35 @@ import tensorflow as tf
 from convnets.data.ops.core import Features, OpFn, positive_int, read, register
 
 BOX_KEYS = ("boxes", "box_classes", "box_difficult", "box_mask")
+# Boxes in the pixels of 'image' that its geometric ops move with it: the ground truth and the region proposals
+# (``load_proposals``; their ``proposal_mask`` is row-aligned and never changes).
+IMAGE_BOX_KEYS = ("boxes", "proposals")
 
 
 # ----------------------------------------------------------------------------- transforms used by geometric ops
 
 
-def follow(key: str, boxes_key: str | None) -> str | None:
-    """The boxes key a geometric op on ``key`` transforms: ``boxes_key``, or by default 'boxes' for 'image'."""
+def follow(key: str, boxes_key: str | None) -> tuple[str, ...]:
+    """The box keys a geometric op on ``key`` transforms: ``boxes_key``, or by default those of 'image'
+    (``IMAGE_BOX_KEYS``: the ground truth 'boxes' and the region 'proposals'); none for other keys."""
     if boxes_key is None:
-        return "boxes" if key == "image" else None
-    return boxes_key or None
+        return IMAGE_BOX_KEYS if key == "image" else ()
+    return (boxes_key,) if boxes_key else ()
 
 
-def transform(features: Features, boxes_key: str | None, fn: Callable[[tf.Tensor], tf.Tensor]) -> Features:
-    """Returns ``features`` with ``fn`` applied to the boxes under ``boxes_key``, if given and present.
+def transform(
+    features: Features, boxes_key: str | tuple[str, ...] | None, fn: Callable[[tf.Tensor], tf.Tensor]
+) -> Features:
+    """Returns ``features`` with ``fn`` applied to the boxes under each of ``boxes_key`` that is present.
 
     ``fn`` computes in float64 and the result is rounded once to float32: the boxes of an op are then the
     same whatever order TF's graph optimizer gives the arithmetic (eager and tf.data agree bitwise).
     """
-    if boxes_key is None or boxes_key not in features:
-        return features
+    keys = (boxes_key,) if isinstance(boxes_key, str) else tuple(boxes_key or ())
     out = dict(features)
-    out[boxes_key] = tf.cast(fn(tf.cast(features[boxes_key], tf.float64)), tf.float32)
+    for key in keys:
+        if key in features:
+            out[key] = tf.cast(fn(tf.cast(features[key], tf.float64)), tf.float32)
     return out
 
 

@@ -234,7 +234,7 @@ def flip_draw(seed: tf.Tensor) -> tf.Tensor:
     return tf.random.stateless_uniform([], seed, minval=0, maxval=1.0) < 0.5
 
 
-def _flip(features: Features, key: str, boxes_key: str | None, flip: tf.Tensor | bool, op: str) -> Features:
+def _flip(features: Features, key: str, boxes_key: tuple[str, ...], flip: tf.Tensor | bool, op: str) -> Features:
     image = read(features, key, op)
     check_image_rank(image, op, key)
     width = spatial_shape(image)[1]
