@@ -1,4 +1,7 @@
-"""Entry point: `python -m convnets.main --config=experiments/<paper>.py --workdir=DIR [--mode=train|eval]`.
+"""Entry point: `python -m convnets.main --config=experiments/<paper>.py --workdir=DIR [--mode=train|eval|...]`.
+
+--mode=detect --images=DIR_OR_GLOB runs a detection run's latest checkpoint on your own JPEG / PNG files and writes
+detections.json and pictures with labelled boxes to --detect_out (default <workdir>/detect; see convnets.detect).
 
 Any config field can be overridden, e.g. `--config.batch_size=256 --config.optimizer.learning_rate=0.05`.
 Multi-host: pass --distributed (or --coordinator_address/--num_processes/--process_id, or the CONVNETS_* environment
@@ -20,9 +23,20 @@ from convnets import cli_errors
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (experiments/*.py).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard events and results.json.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'visualize'],
-                  'train (resumes automatically), eval (latest checkpoint), or visualize (latest checkpoint: filters, '
-                  'feature maps, occlusion, top-9 with DeconvNet projections; see config.visualize).')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'visualize', 'detect'],
+                  'train (resumes automatically), eval (latest checkpoint), visualize (latest checkpoint: filters, '
+                  'feature maps, occlusion, top-9 with DeconvNet projections; see config.visualize), or detect '
+                  '(latest checkpoint of a detection run on the files of --images).')
+flags.DEFINE_multi_string('images', None, '--mode=detect: a directory (its *.jpg, *.jpeg, *.png), an image file or a '
+                          'quoted glob pattern ("photos/*.jpg", ** for subdirectories); may be repeated.')
+flags.DEFINE_string('detect_out', None, '--mode=detect: where detections.json and the pictures go '
+                    '(default <workdir>/detect).')
+flags.DEFINE_float('detect_score_threshold', None, "--mode=detect: keep detections scoring above this (default: the "
+                   "config's detection evaluator, score_threshold).")
+flags.DEFINE_integer('detect_max_detections', None, "--mode=detect: at most this many per image (default: the "
+                     "config's detection evaluator, max_detections).")
+flags.DEFINE_float('detect_draw_threshold', None, '--mode=detect: draw detections scoring at least this in the '
+                   'pictures (default 0.5; the JSON keeps every detection).')
 flags.DEFINE_bool('distributed', False, 'Initialise jax.distributed (multi-host); auto-detects the cluster.')
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for --distributed.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes, for --distributed.')
@@ -41,7 +55,7 @@ def _wants_distributed() -> bool:
     return bool(FLAGS.distributed or FLAGS.coordinator_address or os.environ.get('CONVNETS_COORDINATOR_ADDRESS'))
 
 
-def _run() -> None:
+def _run(extra_images: list[str]) -> None:
     logging.get_absl_handler().addFilter(_quiet_library_info)
     # Imported here so that --helpshort stays fast, and so that jax.distributed can be initialised before any
     # module touches a device.
@@ -54,6 +68,19 @@ def _run() -> None:
     from convnets.train import loop
     config = FLAGS.config
     logging.info('Config:\n%s', config)
+    if FLAGS.mode == 'detect':
+        from convnets import detect
+        images = [*(FLAGS.images or ()), *extra_images]
+        if not images:
+            raise ValueError('--mode=detect needs --images=DIR_OR_GLOB (a directory of JPEG / PNG files, a file, or a '
+                             'quoted glob pattern).')
+        found = detect.detect_images(config, FLAGS.workdir, images,
+                                     out_dir=FLAGS.detect_out, score_threshold=FLAGS.detect_score_threshold,
+                                     max_detections=FLAGS.detect_max_detections,
+                                     draw_threshold=FLAGS.detect_draw_threshold)
+        print(json.dumps({'step': found['step'], 'json': found['json'], 'images': len(found['images']),
+                          'detections': sum(len(r['detections']) for r in found['images'])}), flush=True)
+        return
     if FLAGS.mode == 'visualize':
         from convnets.visualize import report
         written = report.visualize(config, FLAGS.workdir)
@@ -75,8 +102,10 @@ def _run() -> None:
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    cli_errors.run_reporting_errors(_run)
+        if FLAGS.mode != 'detect':
+            raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+        # Files after --mode=detect: --images=photos/*.jpg without quotes, expanded by the shell into more files.
+    cli_errors.run_reporting_errors(lambda: _run(argv[1:]))
 
 
 if __name__ == '__main__':
