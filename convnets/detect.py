@@ -171,6 +171,12 @@ def detect_images(config: ConfigDict, workdir: str, images: str | Sequence[str],
     paths = find_images(images)
     for path in paths:  # every file checked before the (slow) restore and compile
         read_image(path, channels=0)
+    out_dir = out_dir or os.path.join(workdir, 'detect')
+    picture_names = _picture_names(paths)
+    inputs = {os.path.realpath(p) for p in paths}
+    if clash := [n for n in picture_names if os.path.realpath(os.path.join(out_dir, n)) in inputs]:
+        raise ValueError(f'--detect_out={out_dir} would overwrite input images with their pictures ({clash[0]}): '
+                         f'write the pictures to another directory.')
 
     import jax
 
@@ -188,12 +194,11 @@ def detect_images(config: ConfigDict, workdir: str, images: str | Sequence[str],
     canvas = pipeline.element_spec(config.data, train=False)['image'][0][:2]
     keys = [k for k in ('image', 'image_size') if k in config.data.batch_keys]
     predict = jax.jit(lambda variables, batch: predict_detections(config, model, variables, batch, ev))
-    out_dir = out_dir or os.path.join(workdir, 'detect')
     os.makedirs(out_dir, exist_ok=True)
     draw_threshold = pictures.DEFAULT_MIN_SCORE if draw_threshold is None else float(draw_threshold)
 
     records = []
-    for index, (path, picture) in enumerate(zip(paths, _picture_names(paths), strict=True)):
+    for index, (path, picture) in enumerate(zip(paths, picture_names, strict=True)):
         pixels = read_image(path, channels=builder_channels)
         features, scale, fitted = preprocess(config.data.eval_preprocess, pixels, canvas, index=index)
         if fitted:

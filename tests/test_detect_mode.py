@@ -144,6 +144,8 @@ def test_detect_errors_name_the_problem_before_any_compile(tmp_path):
     (tmp_path / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n truncated')
     with pytest.raises(ValueError, match=r'broken\.png: not a readable JPEG or PNG image'):
         detect.detect_images(config, str(tmp_path), str(tmp_path))
+    with pytest.raises(ValueError, match=r'would overwrite input images with their pictures \(a\.png\)'):
+        detect.detect_images(config, str(tmp_path / 'run'), image, out_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r'No checkpoint in .*checkpoints: train first'):
         detect.detect_images(config, str(tmp_path / 'run'), image)
     config.detection.proposals = 'batch'
@@ -207,7 +209,7 @@ def test_detect_mode_on_a_tiny_trained_detector(tmp_path, scenes_dir):
         with Image.open(os.path.join(out, r['picture'])) as picture:
             assert picture.size == sizes[name]
     assert by_name['a.png']['scale'] == [1.0, 1.0] and by_name['b.png']['scale'] == [0.5, 0.5]
-    np.testing.assert_allclose(by_name['c.jpg']['scale'], [64 / 70, 64 / 70], rtol=1e-6)  # 70 x 90 -> 64 x 82
+    np.testing.assert_allclose(by_name['c.jpg']['scale'], [82 / 90, 64 / 70], rtol=1e-6)  # 90 x 70 -> 82 x 64
     da, db = by_name['a.png']['detections'], by_name['b.png']['detections']
     assert [d['class'] for d in da] == [d['class'] for d in db]
     np.testing.assert_allclose([d['score'] for d in db], [d['score'] for d in da], atol=1e-5)
