@@ -9,12 +9,22 @@ go to `convnets.evaluate.voc_map.VocEvaluator` on the host: per-class AP (VOC 20
 `<workdir>/detections/<evaluator>/` so that any external evaluator can score them.
 
 Config entry fields (see `experiments.detection.detection_eval`): `method` ('11point' | 'area'), `nms_iou`,
-`score_threshold`, `max_detections`, `write_devkit`. Results: `mAP`, `AP/<class>`, `num_images`, `detections`.
+`score_threshold`, `max_detections`, `write_devkit`, and two test-time options of Fast R-CNN:
+- `truncated_svd` (t6, t7): fc6 / fc7 replaced by their rank-t truncated SVDs before testing (sec. 3.1; the paper's
+  VGG16 uses (1024, 256)); computed on the host from the evaluated parameters at each evaluation, as the authors'
+  tools/compress_net.py (`convnets.models.detection.svd`). Empty: the trained layers.
+- `scales` (e.g. (480, 576, 688, 864, 1200)), `max_size` (2000), `data_scale` (600): multi-scale testing on an
+  image pyramid, each RoI pooled from the level where it is closest to 224x224 pixels (sec. 2.3 / 5.2;
+  `convnets.models.detection.pyramid`); `data_scale` is the shorter side the data pipeline resized images to.
+  Empty `scales`: the single scale of the data.
+Results: `mAP`, `AP/<class>`, `num_images`, `detections`.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +37,7 @@ from convnets import parallel
 from convnets.data import pipeline
 from convnets.evaluate.voc_map import VocEvaluator
 from convnets.models.detection import boxes as box_ops
+from convnets.models.detection import svd
 from convnets.models.detection.nms import detect
 from convnets.tasks.base import EvalContext, Evaluator
 from convnets.train.state import TrainState
@@ -46,12 +57,17 @@ def predict_detections(config: ConfigDict, model, variables, batch: dict[str, ja
     from convnets.tasks.detection import proposals  # the task module imports this one
 
     props, prop_mask = proposals(config, batch)
-    logits, deltas = model.apply(variables, batch['image'], props, train=False)
-    scores = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-    boxes = box_ops.decode(deltas.astype(jnp.float32), props[:, :, None, :], tuple(config.detection.box_weights))
     b, h, w = batch['image'].shape[:3]
     size = batch['image_size'].astype(jnp.float32) if 'image_size' in batch else jnp.tile(
         jnp.array([[h, w]], jnp.float32), (b, 1))
+    scales = tuple(int(s) for s in ev.get('scales', ()) or ())
+    if scales:
+        logits, deltas = model.apply(variables, batch['image'], size, props, scales, int(ev.max_size),
+                                     int(ev.data_scale), method='multiscale')
+    else:
+        logits, deltas = model.apply(variables, batch['image'], props, train=False)
+    scores = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    boxes = box_ops.decode(deltas.astype(jnp.float32), props[:, :, None, :], tuple(config.detection.box_weights))
     boxes = box_ops.clip(boxes, size[:, None, 0:1], size[:, None, 1:2])  # components [B, R, K]
     # Background (class 0) has no offsets: give it the proposal itself so that [R, K+1, 4] lines up with scores.
     boxes = jnp.concatenate([props[:, :, None, :], boxes], axis=2)
@@ -72,15 +88,31 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
         raise ValueError(f'the detection evaluator needs data.batch_keys {missing} (objects_to_boxes, pad_boxes).')
     net_name = ev.net
     model = ctx.nets[net_name]
+    ranks = tuple(int(r) for r in ev.get('truncated_svd', ()) or ())
+    if ranks:
+        if len(ranks) != 2 or min(ranks) < 0 or getattr(model, 'svd_ranks', ()) is not None:
+            raise ValueError(f'evals.{ctx.name}.truncated_svd must be two ranks (fc6, fc7; 0 = keep the layer) of an '
+                             f'uncompressed Fast R-CNN, got {ranks} for {type(model).__name__}')
+        model = model.clone(svd_ranks=ranks)
     batch_size = config.eval_batch_size or config.batch_size
     parallel.check_batch_size(batch_size, ctx.mesh, 'eval_batch_size')
     data = ConfigDict(config.data.to_dict())
     data.eval_split = ev.split or config.data.eval_split
     names = class_names(data)
 
-    def predict_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        out = predict_detections(config, model, state.nets[net_name].eval_variables, batch, ev)
+    def predict_step(variables: dict[str, Any], batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        out = predict_detections(config, model, variables, batch, ev)
         return out | {k: batch[k] for k in (*GT_KEYS, 'mask')}
+
+    def test_variables(state: TrainState) -> dict[str, Any]:
+        variables = state.nets[net_name].eval_variables
+        if not ranks:
+            return variables
+        t = time.perf_counter()
+        params = svd.compress_params(jax.device_get(variables['params']), ranks)
+        logging.info('evals.%s: truncated SVD of fc6 / fc7 to ranks %s in %.1f s', ctx.name, ranks,
+                     time.perf_counter() - t)
+        return jax.device_put({**variables, 'params': params}, parallel.replicated(ctx.mesh))
 
     predict = parallel.compile_per_example(predict_step, ctx.mesh)
     shard = parallel.Parallel(ctx.mesh, 'shard_map').shard_batch
@@ -92,11 +124,12 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
 
     def evaluate(state: TrainState) -> dict[str, float]:
         voc = VocEvaluator(names, method=ev.method)
+        variables = test_variables(state)
         index = 0
         detections = 0
         for local in pipeline.eval_batches(data, global_batch_size=batch_size, process_index=jax.process_index(),
                                            process_count=jax.process_count()):
-            out = {k: gather(v) for k, v in predict(state, shard(local)).items()}
+            out = {k: gather(v) for k, v in predict(variables, shard(local)).items()}
             for i in range(out['mask'].shape[0]):
                 if not out['mask'][i]:
                     continue  # padding of the last batch

@@ -18,6 +18,15 @@ targets; sec. 2.3 and the authors' prototxts) N(0, 0.001), biases 0. Dropout 0.5
 Call: ``model.apply(variables, images [B, H, W, 3], rois [B, R, 4], train=...)`` with RoIs in input-image pixels
 (edge boxes (y1, x1, y2, x2)); returns ``(class_logits [B, R, K+1], box_deltas [B, R, K, 4])``; the deltas of class
 k (1..K) are ``box_deltas[..., k - 1, :]``, ordered (dy, dx, dh, dw) as :mod:`convnets.models.detection.boxes`.
+The parts are methods too (``method='features'``, ``'pool'``, ``'head'``): ``__call__`` is
+``head(pool(features(images), rois))``, and ``'multiscale'`` runs the test-time image pyramid
+(:mod:`convnets.models.detection.pyramid`).
+
+Truncated SVD (sec. 3.1, "Truncated SVD for faster detection"; the authors' tools/compress_net.py and
+models/VGG16/compressed/test.prototxt): with ``svd_ranks=(t6, t7)`` fc6 / fc7 are each two fully connected layers,
+``fc6_L`` (t6 outputs, no bias: Sigma_t V_t^T) then ``fc6_U`` (U_t and fc6's bias), with no nonlinearity between
+them; a rank 0 keeps that layer whole. Parameters come from a trained uncompressed network through
+:func:`convnets.models.detection.svd.compress_params`; the paper keeps 1024 (fc6) and 256 (fc7) for VGG16.
 """
 
 from __future__ import annotations
@@ -29,11 +38,13 @@ import jax
 import jax.numpy as jnp
 
 from convnets.models import vgg
+from convnets.models.detection import pyramid
 from convnets.models.detection.roi_pool import roi_max_pool
 from convnets.models.layers import max_pool, param_name
 from convnets.models.registry import register
 
 Array = jax.Array
+FC_LAYERS = ('fc6', 'fc7')
 
 
 @register('fast_rcnn')
@@ -51,6 +62,8 @@ class FastRCNN(nn.Module):
     # training anyway); 'he': He et al. 2015 N(0, 2 / fan_in) for conv and fc layers, for training from scratch
     # (with N(0, 0.01) a deep net without BN passes almost no signal and learns nothing).
     weight_init: str = 'paper'
+    # Test-time truncated SVD of (fc6, fc7) (sec. 3.1): None = the trained layers; (1024, 256) = the paper's VGG16.
+    svd_ranks: tuple[int, int] | None = None
 
     @property
     def spatial_scale(self) -> float:
@@ -64,40 +77,96 @@ class FastRCNN(nn.Module):
             return nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
         raise ValueError(f"FastRCNN.weight_init must be 'paper' or 'he', got {self.weight_init!r}")
 
-    def features(self, x: Array) -> Array:
-        """The shared conv feature map [B, h, w, C] of images [B, H, W, 3]."""
+    def setup(self) -> None:
+        if vgg.CONFIGS.get(self.vgg_config) is None:
+            raise ValueError(f'FastRCNN.vgg_config must be one of {", ".join(vgg.CONFIGS)}, got {self.vgg_config!r}')
+        if not 0 <= self.num_pools <= len(self.stage_widths):
+            raise ValueError(f'FastRCNN.num_pools={self.num_pools} must be in [0, {len(self.stage_widths)}]')
+        ranks = tuple(self.svd_ranks) if self.svd_ranks is not None else (0, 0)
+        if len(ranks) != 2 or any(r < 0 for r in ranks):
+            raise ValueError(f'FastRCNN.svd_ranks must be None or two ranks >= 0 (fc6, fc7; 0 = not compressed), '
+                             f'got {self.svd_ranks!r}')
+        # Layers are attributes named exactly as the compact VGG names them, so parameter trees (and checkpoints)
+        # are VGG's; setup (rather than @compact) lets the parts be applied on their own (method=...).
         kernels = vgg.CONFIGS[self.vgg_config][: len(self.stage_widths)]
         for s, (ks, width) in enumerate(zip(kernels, self.stage_widths, strict=True), start=1):
             for i, k in enumerate(ks, start=1):
-                conv = nn.Conv(width, (k, k), strides=vgg.CONV_STRIDES, padding=vgg.conv_padding(k),
-                               kernel_init=self._init(0.01), name=param_name(vgg.conv_name(s, i)))
-                x = nn.relu(conv(x))
+                setattr(self, param_name(vgg.conv_name(s, i)), nn.Conv(
+                    width, (k, k), strides=vgg.CONV_STRIDES, padding=vgg.conv_padding(k),
+                    kernel_init=self._init(0.01)))
+        for name, rank in zip(FC_LAYERS, ranks, strict=True):
+            if rank:  # compress_net.py: fc_L has no bias; fc_U holds U_t and the layer's bias
+                setattr(self, param_name(f'{name}_L'), nn.Dense(rank, use_bias=False))
+                setattr(self, param_name(f'{name}_U'), nn.Dense(self.fc_features))
+            else:
+                setattr(self, param_name(name), nn.Dense(self.fc_features, kernel_init=self._init(0.005)))
+        # The names of the compact version's dropout layers (same PRNG streams as before the split into methods).
+        self.Dropout_0 = nn.Dropout(self.dropout_rate)
+        self.Dropout_1 = nn.Dropout(self.dropout_rate)
+        k = self.num_classes
+        self.cls_score_layer = nn.Dense(k + 1, kernel_init=nn.initializers.normal(0.01))
+        self.bbox_pred_layer = nn.Dense(4 * k, kernel_init=nn.initializers.normal(0.001))
+
+    def features(self, x: Array) -> Array:
+        """The shared conv feature map [B, h, w, C] of images [B, H, W, 3]."""
+        kernels = vgg.CONFIGS[self.vgg_config][: len(self.stage_widths)]
+        for s, ks in enumerate(kernels, start=1):
+            for i in range(1, len(ks) + 1):
+                x = nn.relu(getattr(self, param_name(vgg.conv_name(s, i)))(x))
             if s <= self.num_pools:
                 x = max_pool(x, vgg.POOL_WINDOW, vgg.POOL_STRIDE, ceil_mode=True)  # Caffe rounds pool sizes up
         self.sow('intermediates', 'features', x)
         return x
 
-    @nn.compact
-    def __call__(self, images: Array, rois: Array, train: bool = False) -> tuple[Array, Array]:
-        if vgg.CONFIGS.get(self.vgg_config) is None:
-            raise ValueError(f'FastRCNN.vgg_config must be one of {", ".join(vgg.CONFIGS)}, got {self.vgg_config!r}')
-        if not 0 <= self.num_pools <= len(self.stage_widths):
-            raise ValueError(f'FastRCNN.num_pools={self.num_pools} must be in [0, {len(self.stage_widths)}]')
-        if images.ndim != 4 or rois.ndim != 3 or rois.shape[0] != images.shape[0] or rois.shape[-1] != 4:
-            raise ValueError(f'FastRCNN expects images [B, H, W, 3] and rois [B, R, 4], got {images.shape}, '
-                             f'{rois.shape}')
-        fmap = self.features(images)
+    def pool(self, fmap: Array, rois: Array) -> Array:
+        """RoI max pooling (sec. 2.1) of rois [B, R, 4] (image pixels) on fmap [B, h, w, C]: [B, R, H, W, C]."""
         b, r = rois.shape[:2]
         pooled = roi_max_pool(fmap, rois.reshape(b * r, 4), batch_indices=jnp.repeat(jnp.arange(b), r),
                               output_size=(self.roi_size, self.roi_size), spatial_scale=self.spatial_scale)
+        return pooled.reshape((b, r, *pooled.shape[1:]))
+
+    def _fc(self, index: int, x: Array) -> Array:
+        name = FC_LAYERS[index]
+        if self.svd_ranks is not None and self.svd_ranks[index]:  # no nonlinearity between fc_L and fc_U
+            return getattr(self, param_name(f'{name}_U'))(getattr(self, param_name(f'{name}_L'))(x))
+        return getattr(self, param_name(name))(x)
+
+    def head(self, pooled: Array, train: bool = False) -> tuple[Array, Array]:
+        """fc6, fc7 and the sibling layers on pooled RoIs [B, R, H, W, C]: (logits [B, R, K+1], deltas [B, R, K, 4])."""
+        b, r = pooled.shape[:2]
         x = pooled.reshape((b * r, -1))  # row-major (h, w, c), as VGG's fc6 reads pool5
-        for name in ('fc6', 'fc7'):
-            x = nn.relu(nn.Dense(self.fc_features, kernel_init=self._init(0.005), name=param_name(name))(x))
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        for index, dropout in enumerate((self.Dropout_0, self.Dropout_1)):
+            x = dropout(nn.relu(self._fc(index, x)), deterministic=not train)
         k = self.num_classes
-        logits = nn.Dense(k + 1, kernel_init=nn.initializers.normal(0.01), name=param_name('cls_score'))(x)
-        deltas = nn.Dense(4 * k, kernel_init=nn.initializers.normal(0.001), name=param_name('bbox_pred'))(x)
+        logits, deltas = self.cls_score_layer(x), self.bbox_pred_layer(x)
         return logits.reshape((b, r, k + 1)), deltas.reshape((b, r, k, 4))
+
+    def __call__(self, images: Array, rois: Array, train: bool = False) -> tuple[Array, Array]:
+        _check_inputs(images, rois)
+        return self.head(self.pool(self.features(images), rois), train)
+
+    def multiscale(self, images: Array, image_size: Array, rois: Array, scales: tuple[int, ...], max_size: int,
+                   data_scale: int, target_area: float = pyramid.TARGET_AREA) -> tuple[Array, Array]:
+        """Test on an image pyramid (sec. 2.3 / 5.2 and the authors' ``test.py``): the conv body runs on each
+        pyramid level, each RoI is pooled from the level where its area is closest to ``target_area`` (224^2, see
+        :mod:`convnets.models.detection.pyramid`), then the head. RoIs stay in the input image's pixels."""
+        _check_inputs(images, rois)
+        levels = pyramid.pyramid_levels(images.shape[1:3], scales, max_size, data_scale)
+        factors = pyramid.level_factors(image_size, levels)  # [B, S]
+        assigned = pyramid.assign_levels(rois, factors, target_area)  # [B, R]
+        pooled = None
+        for s, level in enumerate(levels):
+            fmap = self.features(pyramid.resize_images(images, factors[:, s], level.canvas))
+            here = self.pool(fmap, rois * factors[:, s, None, None])
+            mine = (assigned == s)[:, :, None, None, None]
+            pooled = here if pooled is None else jnp.where(mine, here, pooled)
+        return self.head(pooled, train=False)
+
+
+def _check_inputs(images: Array, rois: Array) -> None:
+    if images.ndim != 4 or rois.ndim != 3 or rois.shape[0] != images.shape[0] or rois.shape[-1] != 4:
+        raise ValueError(f'FastRCNN expects images [B, H, W, 3] and rois [B, R, 4], got {images.shape}, '
+                         f'{rois.shape}')
 
 
 # The paper's large model L (sec. 4): VGG16's conv layers, stride 16, 7x7 RoIs.
