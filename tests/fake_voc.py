@@ -1,4 +1,4 @@
-"""A tiny PASCAL VOC 2007 in the official tar layout, prepared through TFDS's own ``voc`` builder.
+"""A tiny PASCAL VOC 2007 (and 2012 trainval) in the official tar layout, prepared through TFDS's own ``voc`` builder.
 
 VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar hold ``VOCdevkit/VOC2007/JPEGImages/<id>.jpg``,
 ``Annotations/<id>.xml`` (VOC's XML: size, and per object name, pose, truncated, difficult and a 1-based
@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 TRAINVAL, TEST = "VOCtrainval_06-Nov-2007.tar", "VOCtest_06-Nov-2007.tar"
+TRAINVAL_2012 = "VOCtrainval_11-May-2012.tar"
 # id -> (set, height, width, objects: (name, xmin, ymin, xmax, ymax, difficult, truncated), VOC's 1-based pixels).
 IMAGES = {
     "000005": ("train", 60, 80, [("dog", 1, 1, 40, 30, 0, 0), ("chair", 50, 10, 80, 60, 1, 1)]),
@@ -32,6 +33,13 @@ IMAGES = {
     "000001": ("test", 50, 70, [("cat", 3, 4, 60, 45, 0, 0), ("bottle", 62, 20, 70, 49, 1, 0)]),
     "000004": ("test", 64, 48, [("aeroplane", 2, 2, 47, 30, 0, 0)]),
     "000006": ("test", 30, 40, []),  # No objects (VOC always has some; other data may not).
+}
+
+
+# VOC 2012 trainval (for the 07+12 union, convnets_voc0712): ids as VOC 2012 names them.
+IMAGES_2012 = {
+    "2008_000008": ("train", 44, 66, [("horse", 5, 4, 50, 40, 0, 0), ("person", 30, 2, 60, 30, 0, 1)]),
+    "2008_000015": ("val", 52, 40, [("bottle", 8, 10, 30, 50, 0, 0)]),
 }
 
 
@@ -64,14 +72,20 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_manual_dir(manual_dir: str, images: dict | None = None) -> None:
-    """Writes VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar of ``images`` (default IMAGES)."""
-    images = IMAGES if images is None else images
+def write_manual_dir(manual_dir: str, images: dict | None = None, year: str = "2007") -> None:
+    """Writes VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar of ``images`` (default IMAGES), or with
+    ``year='2012'`` VOCtrainval_11-May-2012.tar (default IMAGES_2012; no test tar: the 07+12 union needs none)."""
+    if year == "2012":
+        images = IMAGES_2012 if images is None else images
+        tars = ((TRAINVAL_2012, ("train", "val")),)
+    else:
+        images = IMAGES if images is None else images
+        tars = ((TRAINVAL, ("train", "val")), (TEST, ("test",)))
     os.makedirs(manual_dir, exist_ok=True)
-    root = "VOCdevkit/VOC2007"
-    for tar_name, sets in ((TRAINVAL, ("train", "val")), (TEST, ("test",))):
+    root = f"VOCdevkit/VOC{year}"
+    for tar_name, sets in tars:
         ids = {s: [i for i, v in sorted(images.items()) if v[0] == s] for s in sets}
-        if tar_name == TRAINVAL:
+        if tar_name in (TRAINVAL, TRAINVAL_2012):
             ids["trainval"] = sorted(ids["train"] + ids["val"])
         with tarfile.open(os.path.join(manual_dir, tar_name), "w") as tar:
             for set_name, members in ids.items():

@@ -4,7 +4,8 @@ What stops a preparation is said before it starts where it can be: ImageNet's or
 not tar archives or cut short (checked from their first header and their end, not read through), and a data
 directory that cannot be written.
 
-PASCAL VOC (``voc/2007``, ``voc/2012``) comes through TFDS's own ``voc`` builder from the official tar files
+PASCAL VOC (``voc/2007``, ``voc/2012``; ``convnets_voc0712``: 07+12 trainval, 07 test, ``convnets.data.voc0712``)
+comes through TFDS's own ``voc`` builder from the official tar files
 placed by hand in the manual directory (``data.manual_dir``, default ``<data_dir>/downloads/manual``):
 TFDS's download manager uses a file of the manual directory in place of a download when its name is the one
 TFDS registered for the URL (``url_checksums/voc.txt``), and verifies its size and SHA-256 as for a download.
@@ -122,7 +123,12 @@ def _damaged_imagenet_tar(manual_dir: str, error: Exception) -> ValueError:
 
 
 def voc_manual_files(builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:
-    """The official tar files TFDS's voc builder of this year reads (trainval first), e.g. 2007's two."""
+    """The official tar files TFDS's voc builder of this year reads (trainval first), e.g. 2007's two; for
+    ``convnets_voc0712`` VOC 2007's two and VOC 2012's trainval."""
+    from convnets.data import voc0712
+
+    if builder.name == voc0712.NAME:
+        return voc0712.MANUAL_FILES
     filenames = builder.builder_config.filenames
     return tuple(filenames[k] for k in ("trainval", "test") if k in filenames)
 
@@ -242,8 +248,8 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
     directory is not writable, RuntimeError (chained) if downloading or preparing fails, e.g. offline.
     """
     tf_cpu_only()
-    # Importing registers the embedded `convnets_digits` and `convnets_digit_scenes`.
-    from convnets.data import digit_scenes, digits  # noqa: F401
+    # Importing registers the embedded `convnets_digits` and `convnets_digit_scenes`, and `convnets_voc0712`.
+    from convnets.data import digit_scenes, digits, voc0712  # noqa: F401
 
     name = data.name
     base = name.split(":")[0].split("/")[0]
@@ -264,7 +270,8 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
     if base == "imagenet2012":
         # Check before anything else: TFDS only notices after setting up a download.
         _check_imagenet_manual_files(manual_dir)
-    if base == "voc":
+    voc = base in ("voc", voc0712.NAME)
+    if voc:
         _check_voc_manual_files(builder, manual_dir)
     if not data.download:
         raise FileNotFoundError(
@@ -280,7 +287,7 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
             raise
         raise _damaged_imagenet_tar(manual_dir, e) from e
     except (ValueError, KeyError, RuntimeError) as e:  # TFDS re-raises encoding errors as RuntimeError.
-        if base != "voc" or (named := _voc_annotation_error(builder, manual_dir, e)) is e:
+        if not voc or (named := _voc_annotation_error(builder, manual_dir, e)) is e:
             raise
         raise named from e
     except OSError as e:  # requests' ConnectionError and friends are OSErrors.

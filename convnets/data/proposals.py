@@ -44,12 +44,16 @@ MIN_BOX_SIDE = 20  # R-CNN's minBoxWidth (selective_search_boxes.m)
 _INSTALL = "pip install 'convnets[proposals]'"
 
 
+class MissingOpenCVError(ImportError):
+    """OpenCV's contrib modules are not installed (the message says how to install them)."""
+
+
 def _cv2():
     try:
         import cv2
         from cv2.ximgproc import segmentation  # noqa: F401  (contrib only)
     except ImportError as e:
-        raise ImportError(
+        raise MissingOpenCVError(
             f"selective search needs OpenCV with the contrib modules (cv2.ximgproc): {_INSTALL} "
             f"(opencv-contrib-python-headless; a plain opencv-python lacks ximgproc). ({e})"
         ) from None

@@ -1,0 +1,71 @@
+"""Fast R-CNN, VGG16, PASCAL VOC 2007 (Girshick 2015): trained on VOC 2007 trainval, tested on VOC 2007 test.
+
+Reproduces (sec. 2.3, 3, 4): VGG16 initialised from ImageNet (sec. 2.2; fc8 replaced by the (K+1)-way softmax
+N(0, 0.01) and the 4K box regressors N(0, 0.001)); conv1_x and conv2_x frozen, conv3_1 and up fine-tuned (sec.
+4.5); mini-batches of N = 2 images x R / N = 64 RoIs, 25% foreground (IoU >= 0.5), background IoU in [0.1, 0.5),
+horizontal flips p = 0.5 (sec. 2.3); multi-task loss, lambda = 1, smooth L1 on targets normalised by (0.1, 0.1,
+0.2, 0.2); SGD momentum 0.9, weight decay 5e-4, lr 0.001 for 30k iterations then 0.0001 for 10k, biases at 2x the
+rate (the authors' prototxts, lr_mult 2); single scale: shorter side 600, longer <= 1000 (sec. 5.2); selective
+search "fast mode" proposals, 2000 per image at test (sec. 4: the R-CNN cache; here `convnets.data.make_proposals`);
+test: class-specific boxes, per-class NMS 0.3, VOC 2007 11-point mAP (sec. 3).
+Paper result: 66.9 mAP on VOC 2007 test (Table 1, "FRCN [ours]", 07 trainval).
+
+Ablation switches (VOC 2007 test mAP of VGG16 in the paper):
+  --config.optimizer.frozen="('^conv',)"   fine-tune fc6 and up only, SPPnet's setting: 61.4 (Table 5, "layers
+                                          fine-tuned >= fc6"; >= conv2_1: 67.2)
+  --config.optimizer.frozen="('^conv1_',)"  fine-tune conv2_1 and up: 67.2 (Table 5, 1.3x slower)
+  multi-scale training (sec. 5.2, the 5-scale pyramid, one scale drawn per image):
+    --config.data.train_preprocess with resize_short_capped((480, 576, 688, 864, 1200), 2000)|flip_lr|pad_to(2000)
+    (experiments/detection.py voc_spec(scales=..., max_size=2000) builds it); the paper ran the pyramid only
+    for the smaller nets S and M (Table 7), VGG16 was trained and tested single-scale.
+  SVM instead of softmax 66.8 (Table 8) and truncated SVD at test 66.6 (sec. 3.1, Table 6): not implemented here.
+Deviations: the ImageNet VGG16 is torchvision's (imported, RGB normalised by the ImageNet mean and std) instead of
+the authors' Caffe model (BGR minus the mean); images are padded to a 1000x1000 canvas (py-faster-rcnn pads a
+blob to its largest image); OpenCV's selective search with R-CNN's fast-mode settings instead of the authors'
+MATLAB cache (their published voc_2007_*.mat files can be converted with --from_mat).
+
+Run (VOC's tars placed by hand in <data_dir>/downloads/manual, see experiments/detection.py; one-off steps first):
+  python -m convnets.weights.import --from=torchvision --model=vgg16 --file=vgg16-397923af.pth --workdir=/tmp/vgg16_in
+  python -m convnets.data.make_proposals --data=voc/2007 --split=train+validation --out=/tmp/voc_proposals --workers=16
+  python -m convnets.data.make_proposals --data=voc/2007 --split=test --out=/tmp/voc_proposals --workers=16
+  python -m convnets.main --config=experiments/fast_rcnn_vgg16_voc07.py --workdir=/tmp/fast_rcnn_voc07
+with the ImageNet weights and the proposals given by
+  --config.init_from=/tmp/vgg16_in --config.data.proposals_dir=/tmp/voc_proposals
+(--from_mat=selective_search_data/voc_2007_trainval.mat converts the authors' proposals instead of recomputing them.)
+Hardware/time: 9.5 h of training on one K40 in the paper (Table 4); not run here.
+"""
+
+from convnets.models import vgg
+from experiments import detection
+
+INIT_FROM_SKIP = ('params/fc8_layer/', 'params/cls_score_layer/', 'params/bbox_pred_layer/')
+
+
+def get_config(year: str = '2007', steps: int = 40_000, lr_drop: int = 30_000):
+    c = detection.get_config()
+    c.model.name = 'fast_rcnn_vgg16'
+    c.model.num_classes = 20
+    c.model.stage_widths = vgg.STAGE_WIDTHS
+    c.model.num_pools = 4  # conv5_3 at stride 16
+    c.model.roi_size = 7  # sec. 2.1: H = W = 7 for VGG16
+    c.model.fc_features = 4096
+    c.model.dropout_rate = 0.5
+    detection.voc_data(c, year, proposals_dir='', max_proposals=2000)
+    c.init_from = ''  # the ImageNet VGG16 workdir (see Run:); fc8 is left out, the two heads start fresh
+    c.init_from_skip = INIT_FROM_SKIP
+    c.batch_size = 2  # N = 2 images x 64 RoIs
+    c.eval_batch_size = 2
+    c.num_train_steps = steps
+    c.optimizer.learning_rate = 0.001
+    c.optimizer.momentum = 0.9
+    c.optimizer.weight_decay = 5e-4
+    c.optimizer.schedule = 'step'
+    c.optimizer.boundary_unit = 'steps'
+    c.optimizer.boundaries = (lr_drop,)
+    c.optimizer.decay_factor = 0.1
+    c.optimizer.bias_lr_multiplier = 2.0
+    c.optimizer.frozen = ('^conv1_', '^conv2_')  # sec. 4.5: conv3_1 and up are fine-tuned
+    c.log_every = '20 steps'
+    c.checkpoint_every = '5000 steps'
+    c.evals.val.every = ''  # VOC 2007 test once, at the end
+    return c
