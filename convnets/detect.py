@@ -11,6 +11,12 @@ score_threshold, nms_iou and max_detections of the config's detection evaluator 
 and last). Boxes are mapped back to the ORIGINAL pixels through the scale the preprocessing applied
 (`image_scale` of resize_short_capped; otherwise the ratio of the preprocessed to the original size).
 
+Proposals: 'grid' configs need nothing more. 'batch' configs read cached selective search boxes in their spec
+(`load_proposals`), and a user's image is in no cache: selective search in R-CNN's fast mode
+(`convnets.data.proposals.selective_search`, as `python -m convnets.data.make_proposals` makes caches) runs on the
+image and its boxes take the place of `load_proposals` (the first `max_proposals` of them, as the op keeps), so
+the ops after it move them with the image exactly as in the evaluation.
+
 A spec without a resize that pads to a fixed canvas (the quickstart's pad_to(128)) cannot take an image larger
 than the canvas: such an image is first shrunk to fit it (aspect kept; recorded as `fitted` and in the scale), with
 a warning, since the model only ever saw that canvas.
@@ -24,10 +30,13 @@ least `draw_threshold` drawn as labelled boxes, one colour per class (convnets.v
 
 from __future__ import annotations
 
+import ast
+import functools
 import glob
+import inspect
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,19 +88,59 @@ def read_image(path: str, channels: int = 3) -> np.ndarray:
     return image.numpy()
 
 
-def preprocess(spec: str, image: np.ndarray, canvas: tuple[int, int], *, index: int = 0
-               ) -> tuple[dict[str, np.ndarray], np.ndarray, bool]:
-    """Runs the eval op ``spec`` on one decoded image, as the pipeline runs it on a record without objects.
+def split_at_proposals(spec: str) -> tuple[str, int | None, str]:
+    """(the ops before `load_proposals`, its max_proposals, the ops after) of an op spec; (spec, None, '') when
+    it has no load_proposals. The eval ops draw nothing at random, so running the two parts as two chains (other
+    per-op seeds) changes nothing."""
+    from convnets.data.ops import proposals as proposal_ops
+
+    source = spec.strip()
+    if 'load_proposals' not in source:
+        return spec, None, ''
+    nodes, todo = [], [ast.parse(source, mode='eval').body]
+    while todo:  # the left-nested `a | b | c` tree, flattened in order
+        node = todo.pop()
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            todo += [node.right, node.left]
+        else:
+            nodes.append(node)
+    for i, node in enumerate(nodes):
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'load_proposals':
+            bound = inspect.signature(proposal_ops.load_proposals).bind(
+                *(ast.literal_eval(a) for a in node.args), **{k.arg: ast.literal_eval(k.value) for k in node.keywords})
+            bound.apply_defaults()
+            text = lambda part: '|'.join(ast.get_source_segment(source, n) for n in part)  # noqa: E731
+            return text(nodes[:i]), int(bound.arguments['max_proposals']), text(nodes[i + 1:])
+    return spec, None, ''
+
+
+def selective_search_proposals(image: np.ndarray, max_proposals: int) -> tuple[np.ndarray, np.ndarray]:
+    """What `load_proposals` adds, for an image in no cache: the first ``max_proposals`` selective search boxes
+    (R-CNN fast mode) [max_proposals, 4] float32 edge boxes of ``image``, zero-padded, and their mask."""
+    from convnets.data import proposals as proposal_cache
+
+    boxes = proposal_cache.selective_search(np.asarray(image, np.uint8))[:max_proposals].astype(np.float32)
+    padded = np.zeros((max_proposals, 4), np.float32)
+    padded[:len(boxes)] = boxes
+    return padded, np.arange(max_proposals) < len(boxes)
+
+
+def preprocess(spec: str, image: np.ndarray, canvas: tuple[int, int] | Callable[[], tuple[int, int]], *,
+               index: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, bool]:
+    """Runs the eval op ``spec`` on one decoded image, as the pipeline runs it on a record without objects
+    (selective search in place of `load_proposals`, see `split_at_proposals`).
 
     Returns (the spec's features as numpy, the per-axis scale (sy, sx) from the ORIGINAL image to the
-    preprocessed one, whether the image had to be shrunk first to fit the ``canvas`` (h, w) of a pad_to).
+    preprocessed one, whether the image had to be shrunk first to fit the ``canvas`` (h, w) of a pad_to; a
+    callable is asked only then).
     """
     import tensorflow as tf
 
     from convnets.data import ops
     from convnets.data.pipeline import EVAL_SEED
 
-    chain = ops.parse(spec)
+    before, max_proposals, after = split_at_proposals(spec)
+    first, then = ops.parse(before), ops.parse(after)
     seed = tf.constant([EVAL_SEED, index], tf.int64)
     original = np.asarray(image.shape[:2], np.float64)
 
@@ -100,7 +149,11 @@ def preprocess(spec: str, image: np.ndarray, canvas: tuple[int, int], *, index: 
         # an image without annotations (box_mask all False), and nothing else differs from the evaluation.
         objects = {'bbox': tf.zeros([0, 4], tf.float32), 'label': tf.zeros([0], tf.int64),
                    'is_difficult': tf.zeros([0], tf.bool)}
-        out = chain({'image': pixels, 'objects': objects}, seed)
+        out = first({'image': pixels, 'objects': objects}, seed)
+        if max_proposals is not None:
+            boxes, mask = selective_search_proposals(tf.cast(out['image'], tf.uint8).numpy(), max_proposals)
+            out = {**out, 'proposals': tf.constant(boxes), 'proposal_mask': tf.constant(mask)}
+        out = then(out, seed)
         return {k: v.numpy() for k, v in out.items() if isinstance(v, tf.Tensor)}
 
     fed = tf.constant(image)
@@ -110,6 +163,7 @@ def preprocess(spec: str, image: np.ndarray, canvas: tuple[int, int], *, index: 
     except tf.errors.InvalidArgumentError as e:
         if _CANVAS_ERROR not in str(e):
             raise
+        canvas = canvas() if callable(canvas) else canvas
         f = min(canvas[0] / original[0], canvas[1] / original[1])
         size = [max(1, min(canvas[0], int(original[0] * f))), max(1, min(canvas[1], int(original[1] * f)))]
         fed = tf.cast(tf.round(tf.image.resize(fed, size, antialias=True)), tf.uint8)
@@ -145,10 +199,11 @@ def _check_config(config: ConfigDict) -> None:
     if config.task != 'detection':
         raise ValueError(f"--mode=detect runs a detector, but this config's task is {config.task!r}: use a "
                          f"detection config (task='detection', e.g. experiments/fast_rcnn_quickstart.py).")
-    if config.detection.proposals != 'grid':
-        raise ValueError(f"--mode=detect needs proposals it can make for any image; detection.proposals="
-                         f"{config.detection.proposals!r} reads them from the dataset's records. Use a config with "
-                         f"detection.proposals='grid'.")
+    if config.detection.proposals != 'grid' and split_at_proposals(config.data.eval_preprocess)[1] is None:
+        raise ValueError(f"--mode=detect makes the proposals of an image itself (grid windows, or selective search "
+                         f"where data.eval_preprocess has load_proposals), but detection.proposals="
+                         f"{config.detection.proposals!r} and the eval spec {config.data.eval_preprocess!r} reads "
+                         f"them from another feature of the dataset's records.")
 
 
 def _picture_names(paths: Sequence[str]) -> list[str]:
@@ -188,11 +243,19 @@ def detect_images(config: ConfigDict, workdir: str, images: str | Sequence[str],
 
     nets, state = loop.restore_for_inference(config, workdir, devices=jax.local_devices()[:1])
     model, variables = nets['model'], state.nets['model'].eval_variables
+    if ranks := tuple(int(r) for r in ev.get('truncated_svd', ()) or ()):  # the evaluator's test-time SVD option
+        from convnets.models.detection import svd
+        model = model.clone(svd_ranks=ranks)
+        variables = {**variables, 'params': svd.compress_params(jax.device_get(variables['params']), ranks)}
     step = int(jax.device_get(state.step))
     names = class_names(config.data)
     builder_channels = pipeline.get_builder(config.data).info.features['image'].shape[-1] or 3
-    canvas = pipeline.element_spec(config.data, train=False)['image'][0][:2]
-    keys = [k for k in ('image', 'image_size') if k in config.data.batch_keys]
+
+    @functools.cache
+    def canvas() -> tuple[int, int]:  # traced only if an image needs it (a spec with load_proposals needs a cache)
+        return pipeline.element_spec(config.data, train=False)['image'][0][:2]
+
+    keys = [k for k in ('image', 'image_size', 'proposals', 'proposal_mask') if k in config.data.batch_keys]
     predict = jax.jit(lambda variables, batch: predict_detections(config, model, variables, batch, ev))
     os.makedirs(out_dir, exist_ok=True)
     draw_threshold = pictures.DEFAULT_MIN_SCORE if draw_threshold is None else float(draw_threshold)
@@ -204,8 +267,9 @@ def detect_images(config: ConfigDict, workdir: str, images: str | Sequence[str],
         if fitted:
             logging.warning('detect: %s (%dx%d) is larger than the %dx%d canvas of data.eval_preprocess, which does '
                             'not resize: shrunk by %.3f to fit it.', path, pixels.shape[1], pixels.shape[0],
-                            canvas[1], canvas[0], float(scale.min()))
-        batch = {k: np.asarray(features[k], np.int32 if k == 'image_size' else np.float32)[None] for k in keys}
+                            *canvas()[::-1], float(scale.min()))
+        types = {'image_size': np.int32, 'proposal_mask': bool}
+        batch = {k: np.asarray(features[k], types.get(k, np.float32))[None] for k in keys}
         out = jax.device_get(predict(variables, batch))
         n = int(out['det_count'][0])
         h, w = pixels.shape[:2]

@@ -132,6 +132,26 @@ def test_preprocess_runs_the_eval_spec_and_records_the_scale_to_the_original():
     np.testing.assert_allclose(scale, [85 / 100, 128 / 150])
 
 
+def test_cached_proposals_are_replaced_by_selective_search_on_the_image():
+    """A spec with load_proposals (the VOC experiments): the user's image is in no cache (this directory does not
+    even exist), so selective search runs on the decoded image and the later ops scale its boxes with the image."""
+    pytest.importorskip('cv2', reason='selective search needs opencv-contrib (the proposals extra)')
+    from convnets.data import proposals
+
+    image = np.full((100, 150, 3), (40, 60, 80), np.uint8)
+    image[10:50, 20:70], image[55:95, 90:140], image[30:80, 60:100] = (200, 30, 30), (30, 200, 30), (230, 230, 40)
+    load = "load_proposals('/no/cache', 'convnets_digit_scenes', 'test', max_proposals=40)"
+    spec = SPEC.format(load + '|resize_short_capped(64, 128)|')
+    assert detect.split_at_proposals(spec) == ('decode(3)|objects_to_boxes', 40, SPEC.format(
+        'resize_short_capped(64, 128)|').removeprefix('decode(3)|objects_to_boxes|'))
+    out, scale, _ = detect.preprocess(spec, image, (128, 128))
+    expected = proposals.selective_search(image)[:40]
+    assert 20 <= len(expected) <= 40 and out['proposals'].shape == (40, 4)
+    assert out['proposal_mask'].sum() == len(expected) and not out['proposals'][len(expected):].any()
+    np.testing.assert_allclose(out['proposals'][:len(expected)], expected * 0.64, rtol=1e-6)
+    assert list(scale) == pytest.approx([0.64, 0.64])
+
+
 def test_detect_errors_name_the_problem_before_any_compile(tmp_path):
     from tests.helpers import tiny_config
 
@@ -149,7 +169,7 @@ def test_detect_errors_name_the_problem_before_any_compile(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'No checkpoint in .*checkpoints: train first'):
         detect.detect_images(config, str(tmp_path / 'run'), image)
     config.detection.proposals = 'batch'
-    with pytest.raises(ValueError, match=r"detection.proposals='batch' reads them from the dataset's records"):
+    with pytest.raises(ValueError, match=r"detection.proposals='batch' and the eval spec .* reads them from another"):
         detect.detect_images(config, str(tmp_path), image)
     config.detection.proposals = 'grid'
     config.evals.val.type = 'classification'
