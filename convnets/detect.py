@@ -195,6 +195,20 @@ def detection_entry(config: ConfigDict, score_threshold: float | None = None, ma
                      "evaluator, and config.evals has none: add one (experiments.detection.detection_eval()).")
 
 
+def to_original(out: dict[str, np.ndarray], scale: np.ndarray, height: int, width: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The detections of image 0 of `predict_detections`'s ``out`` as (edge boxes (ymin, xmin, ymax, xmax) [D, 4]
+    in the ORIGINAL image's pixels, clipped to it; scores [D]; 0-based classes [D]), best score first. ``scale``:
+    (sy, sx) from the original to the model input (`preprocess`)."""
+    n = int(out['det_count'][0])
+    boxes = np.asarray(out['det_boxes'][0][:n], np.float64) / np.array([scale[0], scale[1]] * 2)
+    boxes = np.clip(boxes, 0.0, [height, width, height, width])
+    scores = np.asarray(out['det_scores'][0][:n], np.float64)
+    classes = np.asarray(out['det_classes'][0][:n], np.int64)
+    order = np.argsort(-scores, kind='stable')
+    return boxes[order], scores[order], classes[order]
+
+
 def _check_config(config: ConfigDict) -> None:
     if config.task != 'detection':
         raise ValueError(f"--mode=detect runs a detector, but this config's task is {config.task!r}: use a "
@@ -271,15 +285,8 @@ def detect_images(config: ConfigDict, workdir: str, images: str | Sequence[str],
         types = {'image_size': np.int32, 'proposal_mask': bool}
         batch = {k: np.asarray(features[k], types.get(k, np.float32))[None] for k in keys}
         out = jax.device_get(predict(variables, batch))
-        n = int(out['det_count'][0])
         h, w = pixels.shape[:2]
-        # Edge boxes (ymin, xmin, ymax, xmax) of the model input -> original pixels, clipped to the image.
-        boxes = np.asarray(out['det_boxes'][0][:n], np.float64) / np.array([scale[0], scale[1]] * 2)
-        boxes = np.clip(boxes, 0.0, [h, w, h, w])
-        scores = np.asarray(out['det_scores'][0][:n], np.float64)
-        classes = np.asarray(out['det_classes'][0][:n], np.int64)
-        order = np.argsort(-scores, kind='stable')
-        boxes, scores, classes = boxes[order], scores[order], classes[order]
+        boxes, scores, classes = to_original(out, scale, h, w)
         detections = [{'class': names[c], 'class_id': int(c), 'score': round(float(s), 5),
                        'box': [round(float(b[1]), 2), round(float(b[0]), 2), round(float(b[3]), 2),
                                round(float(b[2]), 2)]}
@@ -289,7 +296,7 @@ def detect_images(config: ConfigDict, workdir: str, images: str | Sequence[str],
             pixels, boxes[shown], classes[shown], names, scores[shown]))
         records.append({'file': os.path.abspath(path), 'width': int(w), 'height': int(h), 'picture': picture,
                         'scale': [float(scale[0]), float(scale[1])], 'fitted': fitted, 'detections': detections})
-        logging.info('detect: %s: %d detections (%d drawn)', path, n, int(shown.sum()))
+        logging.info('detect: %s: %d detections (%d drawn)', path, len(scores), int(shown.sum()))
 
     result = {'step': step, 'workdir': os.path.abspath(workdir), 'evaluator': ev_name,
               'score_threshold': float(ev.score_threshold), 'nms_iou': float(ev.nms_iou),

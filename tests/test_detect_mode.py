@@ -132,6 +132,16 @@ def test_preprocess_runs_the_eval_spec_and_records_the_scale_to_the_original():
     np.testing.assert_allclose(scale, [85 / 100, 128 / 150])
 
 
+def test_detections_go_back_to_original_pixels_best_first():
+    out = {'det_count': np.array([2]), 'det_scores': np.array([[0.3, 0.8, 0.0]], np.float32),
+           'det_classes': np.array([[1, 2, -1]]),
+           'det_boxes': np.array([[[10, 20, 30, 40], [0, 5, 64, 50], [0, 0, 0, 0]]], np.float32)}
+    boxes, scores, classes = detect.to_original(out, np.array([0.5, 0.4]), 120, 110)
+    np.testing.assert_allclose(boxes, [[0, 12.5, 120, 110], [20, 50, 60, 100]])  # / (sy, sx), clipped to 120x110
+    np.testing.assert_allclose(scores, [0.8, 0.3])
+    np.testing.assert_array_equal(classes, [2, 1])
+
+
 def test_cached_proposals_are_replaced_by_selective_search_on_the_image():
     """A spec with load_proposals (the VOC experiments): the user's image is in no cache (this directory does not
     even exist), so selective search runs on the decoded image and the later ops scale its boxes with the image."""
