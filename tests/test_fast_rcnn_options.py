@@ -1,5 +1,5 @@
 """Fast R-CNN's test-time options: truncated SVD of fc6 / fc7 (sec. 3.1) and the multi-scale image pyramid
-(sec. 2.3 / 5.2, the authors' test.py), on tiny models and hand-made RoIs."""
+(sec. 2.4 / 5.2, the authors' test.py), on tiny models and hand-made RoIs."""
 
 import functools
 
@@ -26,6 +26,9 @@ def test_factorise_is_the_best_rank_t_approximation():
         errors.append(np.linalg.norm(first @ second - kernel))
         np.testing.assert_allclose(errors[-1], np.sqrt(np.sum(sigma[rank:] ** 2)), atol=1e-4)
     assert errors[-1] < 1e-5 and bool(np.all(np.diff(errors) < 0))
+    wide = kernel.T.copy()  # fewer inputs than outputs: the other Gram matrix
+    first, second = svd.factorise(wide, 3)
+    np.testing.assert_allclose(np.linalg.norm(first @ second - wide), np.sqrt(np.sum(sigma[3:] ** 2)), atol=1e-4)
     with pytest.raises(ValueError, match='rank'):
         svd.factorise(kernel, 9)
 

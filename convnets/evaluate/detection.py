@@ -14,7 +14,7 @@ Config entry fields (see `experiments.detection.detection_eval`): `method` ('11p
   VGG16 uses (1024, 256)); computed on the host from the evaluated parameters at each evaluation, as the authors'
   tools/compress_net.py (`convnets.models.detection.svd`). Empty: the trained layers.
 - `scales` (e.g. (480, 576, 688, 864, 1200)), `max_size` (2000), `data_scale` (600): multi-scale testing on an
-  image pyramid, each RoI pooled from the level where it is closest to 224x224 pixels (sec. 2.3 / 5.2;
+  image pyramid, each RoI pooled from the level where it is closest to 224x224 pixels (sec. 2.4 / 5.2;
   `convnets.models.detection.pyramid`); `data_scale` is the shorter side the data pipeline resized images to.
   Empty `scales`: the single scale of the data.
 Results: `mAP`, `AP/<class>`, `num_images`, `detections`.

@@ -147,7 +147,7 @@ class FastRCNN(nn.Module):
 
     def multiscale(self, images: Array, image_size: Array, rois: Array, scales: tuple[int, ...], max_size: int,
                    data_scale: int, target_area: float = pyramid.TARGET_AREA) -> tuple[Array, Array]:
-        """Test on an image pyramid (sec. 2.3 / 5.2 and the authors' ``test.py``): the conv body runs on each
+        """Test on an image pyramid (sec. 2.4 / 5.2 and the authors' ``test.py``): the conv body runs on each
         pyramid level, each RoI is pooled from the level where its area is closest to ``target_area`` (224^2, see
         :mod:`convnets.models.detection.pyramid`), then the head. RoIs stay in the input image's pixels."""
         _check_inputs(images, rois)

@@ -1,4 +1,4 @@
-"""Test-time image pyramids for region-based detectors (Fast R-CNN sec. 2.3 "Scale invariance" and sec. 5.2;
+"""Test-time image pyramids for region-based detectors (Fast R-CNN sec. 2.4 "Scale invariance" and sec. 5.2, Table 7;
 SPPnet, He et al. 2014, sec. 3.1), with static shapes.
 
 The authors' test code (rbgirshick/fast-rcnn lib/fast_rcnn/test.py, ``_get_image_blob`` / ``_project_im_rois``;
