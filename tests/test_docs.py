@@ -34,7 +34,7 @@ from tests import cli
 
 ROOT = cli.ROOT
 EXPERIMENTS_DIR = os.path.join(ROOT, 'experiments')
-SHARED = ('default', 'imagenet', 'vgg', 'resnet', 'resnet_cifar10', 'detection')
+SHARED = ('default', 'imagenet', 'vgg', 'resnet', 'resnet_cifar10', 'detection', 'rcnn')
 SWITCH = re.compile(r"--config\.(?P<path>[A-Za-z_][\w.]*)(?:=(?P<value>'[^']*'|\"[^\"]*\"|\([^)]*\)|[^\s`]+))?")
 COMMAND = re.compile(r'python (?:-m convnets\.main|-m convnets\.weights\.\w+|benchmarks/\S+\.py|launch/\S+\.py)[^\n`]*')
 PLACEHOLDER = re.compile(r'\.\.\.|<\w+>|\bDIR\b|\bVALUE\b|\bFIELD\b|\bHOST\b|:PORT\b|=N\b|=I\b')

@@ -34,6 +34,7 @@ from jax import lax
 from ml_collections import ConfigDict
 
 from convnets.evaluate import detection as detection_eval
+from convnets.evaluate import rcnn_svm
 from convnets.models.detection import boxes as box_ops
 from convnets.models.detection import losses, sampling
 from convnets.tasks import base, sgd
@@ -156,7 +157,7 @@ class Detection(base.SingleNetwork):
     """One region-based detector (`config.model`, e.g. 'fast_rcnn_vgg16'), SGD from `config.optimizer`, the
     sampling and loss of `config.detection`."""
 
-    evaluators = {'detection': detection_eval.make_evaluator}
+    evaluators = {'detection': detection_eval.make_evaluator, 'rcnn_svm': rcnn_svm.make_evaluator}  # SVMs: Table 8
 
     def run_config(self, config: ConfigDict) -> dict[str, Any]:
         keys = ('proposals', 'grid_sizes', 'grid_ratios', 'grid_stride', 'rois_per_image', 'fg_fraction', 'fg_iou',
