@@ -13,8 +13,9 @@ Fields of `config.detection` (convnets/tasks/detection.py):
 
 PASCAL VOC with cached selective search proposals: `voc_data(c, year, proposals_dir, max_proposals)` (R-CNN and
 Fast R-CNN experiments share it). It adds `data.proposals_dir` (the cache of `python -m convnets.data.make_proposals`)
-and writes specs that read it through references to `data.proposals_dir`, `data.name` and the split fields, so
-`--config.data.proposals_dir=DIR` (or another split) reaches the `load_proposals` op of both specs.
+and `data.max_proposals`, and writes specs that read them through references (with `data.name` and the split
+fields), so `--config.data.proposals_dir=DIR`, `--config.data.max_proposals=N` or another split reach the
+`load_proposals` op of both specs.
 """
 
 from ml_collections import config_dict
@@ -39,20 +40,23 @@ VOC_BATCH_KEYS = ('image', 'boxes', 'box_classes', 'box_difficult', 'box_mask', 
 VGG16_VALUE_OPS = sources.TORCHVISION.value_ops
 
 
-def _proposals_op(c: config_dict.ConfigDict, split_field: str, max_proposals: int):
+def _proposals_op(c: config_dict.ConfigDict, split_field: str, max_proposals: int | None = None):
     """`load_proposals('<dir>', '<name>', '<split>', N)` as a lazy string that follows later changes of
-    data.proposals_dir, data.name and data.<split_field> (command-line overrides included)."""
+    data.proposals_dir, data.name, data.<split_field> and (unless `max_proposals` is given) data.max_proposals,
+    command-line overrides included."""
     q = "'"
+    count = str(int(max_proposals)) if max_proposals is not None else c.data.get_ref('max_proposals').to_str()
     return ('load_proposals(' + q + c.data.get_ref('proposals_dir') + q + ', ' + q + c.data.get_ref('name') + q
-            + ', ' + q + c.data.get_ref(split_field) + q + f', {int(max_proposals)})')
+            + ', ' + q + c.data.get_ref(split_field) + q + ', ' + count + ')')
 
 
 def voc_spec(c: config_dict.ConfigDict, split_field: str, *, scales: int | tuple[int, ...] = 600,
-             max_size: int = 1000, flip: bool = False, max_proposals: int = 2000,
+             max_size: int = 1000, flip: bool = False, max_proposals: int | None = None,
              value_ops: str = VGG16_VALUE_OPS, max_boxes: int = VOC_MAX_BOXES):
     """One VOC spec (a lazy string, see `_proposals_op`): VOC's 1-based boxes as pixel edges, the cached proposals,
     Fast R-CNN's scaling (shorter side `scales` (one drawn per image if several), longer side <= `max_size`; sec.
-    2.3 / 5.2), a flip with p = 0.5 if `flip`, a `max_size` square canvas, `max_boxes` gt rows, `value_ops`."""
+    2.3 / 5.2), a flip with p = 0.5 if `flip`, a `max_size` square canvas, `max_boxes` gt rows, `value_ops`.
+    `max_proposals` None: data.max_proposals (set by voc_data)."""
     scale = tuple(scales) if isinstance(scales, list | tuple) else int(scales)
     flip_op = '|flip_lr' if flip else ''
     return ('decode(3)|objects_to_boxes(voc_one_based=True)|' + _proposals_op(c, split_field, max_proposals)
@@ -73,11 +77,12 @@ def voc_data(c: config_dict.ConfigDict, year: str = '2007', proposals_dir: str =
         raise ValueError(f'voc_data: year must be one of {tuple(VOC_DATASETS)}, got {year!r}')
     c.data.name, c.data.train_split, c.data.eval_split = VOC_DATASETS[year]
     c.data.proposals_dir = proposals_dir
+    c.data.max_proposals = int(max_proposals)  # per image, the first in ranked order (Fast R-CNN tests on 2000)
     c.data.cache = False  # thousands of full-size JPEGs: read from the record files each epoch
     c.data.batch_keys = VOC_BATCH_KEYS
-    common = dict(max_proposals=max_proposals, value_ops=value_ops)
-    c.data.train_preprocess = voc_spec(c, 'train_split', scales=scales, max_size=max_size, flip=flip, **common)
-    c.data.eval_preprocess = voc_spec(c, 'eval_split', scales=test_scale, max_size=test_max_size, **common)
+    c.data.train_preprocess = voc_spec(c, 'train_split', scales=scales, max_size=max_size, flip=flip,
+                                       value_ops=value_ops)
+    c.data.eval_preprocess = voc_spec(c, 'eval_split', scales=test_scale, max_size=test_max_size, value_ops=value_ops)
 
 
 def detection_eval(*, every: str = '', results_key: str = 'eval', method: str = '11point') -> config_dict.ConfigDict:

@@ -45,6 +45,7 @@ def get_config(year: str = '2007', steps: int = 40_000, lr_drop: int = 30_000):
     c = detection.get_config()
     c.model.name = 'fast_rcnn_vgg16'
     c.model.num_classes = 20
+    c.model.vgg_config = 'D'  # VGG16 (the paper's model L)
     c.model.stage_widths = vgg.STAGE_WIDTHS
     c.model.num_pools = 4  # conv5_3 at stride 16
     c.model.roi_size = 7  # sec. 2.1: H = W = 7 for VGG16

@@ -73,3 +73,37 @@ def scenes_dir(tmp_path_factory) -> str:
     config = tfds.download.DownloadConfig(max_examples_per_split=32)
     digit_scenes.ConvnetsDigitScenes(data_dir=data_dir).download_and_prepare(download_config=config)
     return data_dir
+
+
+@pytest.fixture(scope='session')
+def voc_proposals(voc_dir, tmp_path_factory) -> str:
+    """A selective search proposal cache (convnets.data.make_proposals) of the fake VOC 2007's trainval and test
+    (sides >= 4 px: the fake images are 40-72 px)."""
+    from convnets.data import make_proposals
+
+    out = str(tmp_path_factory.mktemp('voc_proposals'))
+    for split in ('train+validation', 'test'):
+        make_proposals.run_selective_search('voc/2007', split, out, data_dir=voc_dir[0], manual_dir=voc_dir[1],
+                                            min_side=4)
+    return out
+
+
+@pytest.fixture(scope='session')
+def voc0712_dir(tmp_path_factory) -> tuple[str, str, str]:
+    """(data_dir, manual_dir, proposals_dir) of the 07+12 union `convnets_voc0712` prepared from fake official tars
+    (VOC 2007 trainval and test, VOC 2012 trainval), with proposal caches of its two splits."""
+    from ml_collections import ConfigDict
+
+    from convnets.data import make_proposals, pipeline
+    from tests import fake_voc
+
+    root = tmp_path_factory.mktemp('voc0712')
+    data_dir, manual_dir, out = str(root / 'tfds'), str(root / 'manual'), str(root / 'proposals')
+    fake_voc.write_manual_dir(manual_dir)
+    fake_voc.write_manual_dir(manual_dir, year='2012')
+    with fake_voc.registered(manual_dir):
+        pipeline.get_builder(ConfigDict({'name': 'convnets_voc0712', 'data_dir': data_dir, 'manual_dir': manual_dir,
+                                         'download': True}))
+    for split in ('trainval', 'test'):
+        make_proposals.run_selective_search('convnets_voc0712', split, out, data_dir=data_dir, min_side=4)
+    return data_dir, manual_dir, out

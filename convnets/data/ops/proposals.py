@@ -4,7 +4,8 @@
 ``python -m convnets.data.make_proposals`` wrote (``convnets.data.proposals``) by its ``'image/filename'`` and
 adds ``features['proposals']`` float32 ``[max_proposals, 4]`` (edge boxes (y1, x1, y2, x2) in pixels of the
 image as decoded, the convention of ``convnets.data.ops.boxes``) and ``features['proposal_mask']`` bool
-``[max_proposals]`` (True for real proposals; padding rows are zero). An image with more proposals keeps the
+``[max_proposals]`` (True for real proposals; padding rows start as zero boxes, which later flips may move:
+only the mask tells them apart). An image with more proposals keeps the
 first ``max_proposals`` in the cache's (ranked) order; Fast R-CNN tests on "2000 proposals" (sec. 4).
 
 Put it right after ``decode`` / ``objects_to_boxes``, before any geometric op: the cache holds boxes of the
