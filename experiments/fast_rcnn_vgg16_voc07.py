@@ -11,14 +11,15 @@ test: class-specific boxes, per-class NMS 0.3, VOC 2007 11-point mAP (sec. 3).
 Paper result: 66.9 mAP on VOC 2007 test (Table 1, "FRCN [ours]", 07 trainval).
 
 Ablation switches (VOC 2007 test mAP of VGG16 in the paper):
-  --config.optimizer.frozen="('^conv',)"   fine-tune fc6 and up only, SPPnet's setting: 61.4 (Table 5, "layers
-                                          fine-tuned >= fc6"; >= conv2_1: 67.2)
-  --config.optimizer.frozen="('^conv1_',)"  fine-tune conv2_1 and up: 67.2 (Table 5, 1.3x slower)
-  multi-scale training (sec. 5.2, the 5-scale pyramid, one scale drawn per image):
-    --config.data.train_preprocess with resize_short_capped((480, 576, 688, 864, 1200), 2000)|flip_lr|pad_to(2000)
-    (experiments/detection.py voc_spec(scales=..., max_size=2000) builds it); the paper ran the pyramid only
-    for the smaller nets S and M (Table 7), VGG16 was trained and tested single-scale.
-  SVM instead of softmax 66.8 (Table 8) and truncated SVD at test 66.6 (sec. 3.1, Table 6): not implemented here.
+  --config.optimizer.frozen="('^conv',)"   fine-tune fc6 and up only, SPPnet's setting: 61.4 (Table 5, sec. 4.5)
+  --config.optimizer.frozen="('^conv1_',)"  fine-tune conv2_1 and up: 67.2 (Table 5; 1.3x slower training)
+  --config.evals.val.truncated_svd="(1024, 256)"  truncated SVD of fc6 / fc7 at test: 66.6, >30% faster (sec. 3.1)
+  --config.data.max_proposals=1000         proposals per image (sec. 5.5, Fig. 3: more is not always better)
+  --config=experiments/fast_rcnn_vgg16_voc07.py:multiscale   the 5-scale pyramid (sec. 5.2): training draws one
+                                          of {480, 576, 688, 864, 1200} per image (longer side <= 2000, 2000x2000
+                                          canvas), testing pools each RoI from the level closest to 224^2; the
+                                          paper ran it for the smaller nets only (Table 7), VGG16 single-scale
+  SVM instead of softmax 66.8 (Table 8): not implemented for Fast R-CNN here.
 Deviations: the ImageNet VGG16 is torchvision's (imported, RGB normalised by the ImageNet mean and std) instead of
 the authors' Caffe model (BGR minus the mean); images are padded to a 1000x1000 canvas (py-faster-rcnn pads a
 blob to its largest image); OpenCV's selective search with R-CNN's fast-mode settings instead of the authors'
@@ -39,9 +40,19 @@ from convnets.models import vgg
 from experiments import detection
 
 INIT_FROM_SKIP = ('params/fc8_layer/', 'params/cls_score_layer/', 'params/bbox_pred_layer/')
+PYRAMID = (480, 576, 688, 864, 1200)  # sec. 5.2 (after SPPnet), longer side <= 2000
+VARIANTS = ('', 'multiscale')
 
 
-def get_config(year: str = '2007', steps: int = 40_000, lr_drop: int = 30_000):
+def get_config(variant: str = ''):
+    """`variant`: '' (single scale, the paper's VGG16) or 'multiscale' (the 5-scale pyramid, sec. 5.2)."""
+    return build('2007', steps=40_000, lr_drop=30_000, variant=variant)
+
+
+def build(year: str, steps: int, lr_drop: int, variant: str = ''):
+    """The recipe on VOC `year` ('2007' or '07+12'): `steps` iterations, lr / 10 after `lr_drop`."""
+    if variant not in VARIANTS:
+        raise ValueError(f'unknown variant {variant!r} of the Fast R-CNN VOC experiments: use one of {VARIANTS}')
     c = detection.get_config()
     c.model.name = 'fast_rcnn_vgg16'
     c.model.num_classes = 20
@@ -51,7 +62,12 @@ def get_config(year: str = '2007', steps: int = 40_000, lr_drop: int = 30_000):
     c.model.roi_size = 7  # sec. 2.1: H = W = 7 for VGG16
     c.model.fc_features = 4096
     c.model.dropout_rate = 0.5
-    detection.voc_data(c, year, proposals_dir='', max_proposals=2000)
+    if variant == 'multiscale':
+        detection.voc_data(c, year, proposals_dir='', max_proposals=2000, scales=PYRAMID, max_size=2000)
+        c.evals.val.scales = PYRAMID
+        c.evals.val.max_size = 2000
+    else:
+        detection.voc_data(c, year, proposals_dir='', max_proposals=2000)
     c.init_from = ''  # the ImageNet VGG16 workdir (see Run:); fc8 is left out, the two heads start fresh
     c.init_from_skip = INIT_FROM_SKIP
     c.batch_size = 2  # N = 2 images x 64 RoIs

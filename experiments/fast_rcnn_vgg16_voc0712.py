@@ -23,5 +23,6 @@ Hardware/time: not run here (about 1.5x the VOC 2007 run).
 from experiments import fast_rcnn_vgg16_voc07
 
 
-def get_config():
-    return fast_rcnn_vgg16_voc07.get_config(year='07+12', steps=60_000, lr_drop=50_000)
+def get_config(variant: str = ''):
+    """`variant`: as experiments/fast_rcnn_vgg16_voc07.py ('' or 'multiscale')."""
+    return fast_rcnn_vgg16_voc07.build('07+12', steps=60_000, lr_drop=50_000, variant=variant)

@@ -194,3 +194,29 @@ def test_the_07_12_union_says_which_tars_are_missing(tmp_path):
                                                                              r'\(of VOCtrainval_06-Nov-2007.tar'):
         pipeline.get_builder(ConfigDict({'name': 'convnets_voc0712', 'data_dir': str(tmp_path / 'tfds'),
                                          'manual_dir': manual, 'download': True}))
+
+
+def test_the_recipes_hold_the_papers_settings():
+    """Fast R-CNN sec. 2.3 / 4 / 4.5 / 5.2 / 5.3 (see the experiment docstrings)."""
+    from experiments import fast_rcnn_vgg16_voc0712
+
+    c07, c0712 = fast_rcnn_vgg16_voc07.get_config(), fast_rcnn_vgg16_voc0712.get_config()
+    for c in (c07, c0712):
+        assert c.batch_size == 2 and c.detection.rois_per_image == 64 and c.detection.fg_fraction == 0.25
+        assert (c.optimizer.learning_rate, c.optimizer.momentum, c.optimizer.weight_decay) == (0.001, 0.9, 5e-4)
+        assert c.optimizer.bias_lr_multiplier == 2 and tuple(c.optimizer.frozen) == ('^conv1_', '^conv2_')
+        assert c.data.max_proposals == 2000 and 'flip_lr' in c.data.train_preprocess
+        assert 'flip_lr' not in c.data.eval_preprocess and 'resize_short_capped(600, 1000)' in c.data.eval_preprocess
+        assert c.init_from_skip == fast_rcnn_vgg16_voc07.INIT_FROM_SKIP
+    assert (c07.num_train_steps, tuple(c07.optimizer.boundaries)) == (40_000, (30_000,))
+    assert (c0712.num_train_steps, c0712.data.name, c0712.data.train_split) == (60_000, 'convnets_voc0712', 'trainval')
+    assert (c07.data.name, c07.data.train_split, c07.data.eval_split) == ('voc/2007', 'train+validation', 'test')
+    multi = fast_rcnn_vgg16_voc07.get_config('multiscale')
+    assert 'resize_short_capped((480, 576, 688, 864, 1200), 2000)|flip_lr|pad_to(2000)' in multi.data.train_preprocess
+    assert tuple(multi.evals.val.scales) == (480, 576, 688, 864, 1200) and multi.evals.val.max_size == 2000
+    # The proposal op follows the fields it reads: a command-line directory, count or split reaches both specs.
+    c07.data.proposals_dir, c07.data.max_proposals, c07.data.eval_split = '/cache', 300, 'test[:10]'
+    assert "load_proposals('/cache', 'voc/2007', 'test[:10]', 300)" in c07.data.eval_preprocess
+    assert "load_proposals('/cache', 'voc/2007', 'train+validation', 300)" in c07.data.train_preprocess
+    with pytest.raises(ValueError, match='unknown variant'):
+        fast_rcnn_vgg16_voc07.get_config('pyramid')
