@@ -187,23 +187,43 @@ def test_detect_errors_name_the_problem_before_any_compile(tmp_path):
         detect.detect_images(config, str(tmp_path), image)
 
 
+def _devkit_detections(directory: str, image_id: str) -> list[tuple[str, float, list[float]]]:
+    """(class, score, devkit box x1 y1 x2 y2) of one image in the evaluator's comp4 files, best first."""
+    found = []
+    for name in os.listdir(directory):
+        with open(os.path.join(directory, name)) as f:
+            for line in f:
+                i, score, *box = line.split()
+                if i == image_id:
+                    found.append((name.removeprefix('comp4_det_test_').removesuffix('.txt'), float(score),
+                                  [float(v) for v in box]))
+    return sorted(found, key=lambda d: -d[1])
+
+
 @pytest.mark.slow
 def test_detect_mode_on_a_tiny_trained_detector(tmp_path, scenes_dir):
-    """2 training steps, then `python -m convnets.main --mode=detect` on a PNG A (64x80), B = A enlarged 2x
-    (128x160, given as an extra file argument as an unquoted glob would be) and a JPEG of 90x70. The eval spec
-    scales the shorter side to 64, so B's input equals A's exactly: B's boxes must be A's times 2."""
+    """2 training steps (and the evaluation), then `python -m convnets.main --mode=detect` on: the first test scene's
+    own PNG file (its detections must be the evaluator's, mapped back to its pixels), a PNG A (64x80), B = A
+    enlarged 2x (128x160, given as an extra file argument as an unquoted glob would be) and a JPEG of 90x70. The
+    eval spec scales the shorter side to 64, so B's input equals A's exactly: B's boxes must be A's times 2."""
+    import tensorflow_datasets as tfds
+
+    from convnets.data import pipeline
     from convnets.train import loop
 
     spec = SPEC.format('resize_short_capped(64, 128)|')
     c = _tiny(scenes_dir, num_train_steps=2)
     c.data.eval_preprocess = spec
-    c.evals.val.at_end = False
+    c.evals.val.score_threshold, c.evals.val.max_detections = 0.0, 8
     workdir = str(tmp_path / 'run')
     loop.train_and_evaluate(c, workdir)
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 256, (64, 80, 3))
     photos = tmp_path / 'photos'
     photos.mkdir()
+    record = next(iter(pipeline.get_builder(c.data).as_dataset(
+        split='test', shuffle_files=False, decoders={'image': tfds.decode.SkipDecoding()})))
+    (photos / 'scene.png').write_bytes(record['image'].numpy())  # the bytes the evaluation decoded as image 0
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (64, 80, 3))
     _png(photos / 'a.png', a)
     path_b = _png(tmp_path / 'b.png', np.repeat(np.repeat(a, 2, axis=0), 2, axis=1))
     path_c = str(photos / 'c.jpg')
@@ -219,13 +239,16 @@ def test_detect_mode_on_a_tiny_trained_detector(tmp_path, scenes_dir):
     proc = cli.run(cmd, num_devices=1)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert line == {'step': 2, 'json': os.path.join(out, 'detections.json'), 'images': 3, 'detections': 15}
+    assert line == {'step': 2, 'json': os.path.join(out, 'detections.json'), 'images': 4, 'detections': 20}
     with open(line['json']) as f:
         result = json.load(f)
+    # The flags override the config's evaluator entry (score_threshold 0.05, max_detections 100 on this command line).
     assert result['max_detections'] == 5 and result['score_threshold'] == 0 and result['nms_iou'] == 0.3
     by_name = {os.path.basename(r['file']): r for r in result['images']}
-    assert list(by_name) == ['a.png', 'c.jpg', 'b.png']
-    sizes = {'a.png': (80, 64), 'b.png': (160, 128), 'c.jpg': (70, 90)}
+    assert list(by_name) == ['a.png', 'c.jpg', 'scene.png', 'b.png']
+    scene = by_name['scene.png']
+    sizes = {'a.png': (80, 64), 'b.png': (160, 128), 'c.jpg': (70, 90),
+             'scene.png': (scene['width'], scene['height'])}
     names = {'zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'}
     for name, r in by_name.items():
         assert (r['width'], r['height']) == sizes[name]
@@ -244,3 +267,11 @@ def test_detect_mode_on_a_tiny_trained_detector(tmp_path, scenes_dir):
     assert [d['class'] for d in da] == [d['class'] for d in db]
     np.testing.assert_allclose([d['score'] for d in db], [d['score'] for d in da], atol=1e-5)
     np.testing.assert_allclose([d['box'] for d in db], [[2 * v for v in d['box']] for d in da], atol=0.03)
+    # The evaluator's best 5 of test image 0 (devkit files: 1-based x1 y1, in the pixels of the model input).
+    evaluated = _devkit_detections(os.path.join(workdir, 'detections', 'val'), '000000')[:5]
+    sx, sy = scene['scale'][1], scene['scale'][0]
+    assert [d['class'] for d in scene['detections']] == [e[0] for e in evaluated]
+    np.testing.assert_allclose([d['score'] for d in scene['detections']], [e[1] for e in evaluated], atol=1e-5)
+    mapped = [[x1 * sx + 1, y1 * sy + 1, x2 * sx, y2 * sy] for x1, y1, x2, y2 in (d['box'] for d in
+                                                                                  scene['detections'])]
+    np.testing.assert_allclose(mapped, [e[2] for e in evaluated], atol=0.02)
