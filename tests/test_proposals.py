@@ -122,6 +122,11 @@ def test_load_proposals_follow_resize_flip_and_pad_like_the_boxes(tmp_path):
         b = flip(_example(), tf.constant([seed, 1], tf.int64))
         np.testing.assert_array_equal(a['proposals'][0], a['boxes'][0])
         np.testing.assert_array_equal(a['proposals'], b['proposals'])
+    # Crops and resizes too (every geometric op moves the 'image' box keys): the proposal equal to the gt box stays so.
+    for spec in ('random_crop(20)', 'center_crop(24)', 'resize((50, 70))', 'inception_crop(16)', 'random_ten_crop(20)'):
+        chain = ops.parse(f"load_proposals({out!r}, 'ds', 'train', 4)|{spec}")
+        moved = chain(_example(), tf.constant([3, 4], tf.int64))
+        np.testing.assert_array_equal(moved['proposals'][0], moved['boxes'][0], err_msg=spec)
     # max_proposals below the count keeps the first (ranked) ones.
     two = ops.parse(f"load_proposals({out!r}, 'ds', 'train', 2)")(_example(), tf.constant([0, 0], tf.int64))
     np.testing.assert_array_equal(two['proposals'], props[:2])

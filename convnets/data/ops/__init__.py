@@ -15,7 +15,7 @@ Conventions:
   keyword argument ``key`` (default ``'image'``), or reads ``inkey`` and writes ``outkey`` where they
   differ: the multi-view ops (``five_crop``, ``ten_crop``, ``flip_views``, ``googlenet_crops``) read
   'image' and write their stacked views ``[V, h, w, C]`` to ``'crops'``. Every other key is passed on
-  untouched, except the boxes that geometric ops transform along with the pixels (``boxes``).
+  untouched, except the boxes that geometric ops transform along with the pixels (``boxes``, ``proposals``).
   ``keep(*keys)`` drops all other features, ``rename(old, new)`` moves one.
 * Images are ``[H, W, C]``. Clips ``[T, H, W, C]`` go through the same geometric and colour ops frame by
   frame, with ONE random draw per example for all frames (same crop window, same flip); ``video`` adds
