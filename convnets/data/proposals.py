@@ -61,8 +61,13 @@ def _cv2():
 
 
 @functools.cache
-def _libc():
-    return ctypes.CDLL(None)
+def _srand():
+    """C's srand, which seeds the rand() OpenCV ranks regions with; None where the C library is not reachable
+    (then the ranking, not the set of boxes, varies from run to run)."""
+    try:
+        return ctypes.CDLL(None).srand
+    except (OSError, AttributeError, TypeError):
+        return None
 
 
 def _searcher(cv2, bgr: np.ndarray, method: str):
@@ -120,7 +125,8 @@ def selective_search(image: np.ndarray, method: str = "rcnn_fast", seed: int = 0
         image = np.repeat(image, 3, axis=-1)
     bgr = np.ascontiguousarray(image[..., ::-1])
     ss = _searcher(cv2, bgr, method)
-    _libc().srand(int(seed) & 0xFFFFFFFF)  # OpenCV's region ranking draws from C's rand()
+    if (srand := _srand()) is not None:
+        srand(int(seed) & 0xFFFFFFFF)  # OpenCV's region ranking draws from C's rand()
     return filter_boxes(rects_to_boxes(ss.process()), min_side)
 
 
