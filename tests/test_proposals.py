@@ -162,3 +162,17 @@ def test_the_five_scale_pyramid_draws_one_scale_per_image_from_its_seed():
     assert set(shorts) == {480, 576, 688, 864, 1200}  # 30x40 at 1200 -> 1200x1600: under the 2000 cap
     again = fn(_example(30, 40), tf.constant([3, 7], tf.int64))['image'].shape
     assert min(again[:2]) == shorts[3]
+
+
+def test_a_failed_check_while_reading_batches_is_the_ops_own_message(tmp_path):
+    """A record the cache lacks surfaces while the batches are read: records.checked turns TF's assertion into a
+    DataCheckError (a ValueError: a few lines on the command line) carrying the op's message and the image."""
+    from convnets.data import records
+
+    out = str(tmp_path)
+    P.write(out, 'ds', 'train', ['a.jpg'], [np.array([[0, 0, 30, 50]])], 'rcnn_fast')
+    fn = ops.parse(f"load_proposals({out!r}, 'ds', 'train')")
+    example = _example(filename='b.jpg')
+    ds = tf.data.Dataset.from_tensors(example).map(lambda x: fn(x, tf.constant([0, 0], tf.int64)))
+    with pytest.raises(records.DataCheckError, match=r"not in the proposal cache .*train.npz.* Image: b.jpg$"):
+        list(records.checked(ds.as_numpy_iterator(), None, 'train'))

@@ -15,6 +15,7 @@ A prepared dataset whose record files are damaged (truncated, flipped bytes) fai
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow as tf
@@ -129,6 +130,22 @@ class DamagedDatasetError(RuntimeError):
     """The record files of a prepared dataset are damaged; the message names them and how to re-prepare."""
 
 
+class DataCheckError(ValueError):
+    """A check inside a preprocessing op failed while the records were read (e.g. ``load_proposals``: an image the
+    proposal cache lacks); the message is the op's own, which names the record and the fix."""
+
+
+def data_check_error(error: tf.errors.OpError) -> DataCheckError | None:
+    """The op's message of a failed ``tf.debugging`` check in ``error``, or None if it is another error."""
+    message = getattr(error, "message", str(error))
+    if not isinstance(error, tf.errors.InvalidArgumentError) or "assertion failed" not in message.lower():
+        return None
+    text = message.split("assertion failed:", 1)[-1].strip()
+    text = re.sub(r"\s*\[\[\{\{node .*", "", text, flags=re.S)  # TF's graph-node trailer
+    text = " ".join(part.strip("[]").strip() for part in re.split(r"\]\s*\[", text))
+    return DataCheckError(text)
+
+
 # A record that fails its checksum or ends early is DataLossError. InvalidArgumentError is also what a
 # preprocessing or shape mistake raises, so it counts as damage only with these words (an undecodable image or
 # unparsable record inside a record whose checksum passed: the source was damaged when the dataset was prepared).
@@ -193,6 +210,8 @@ def checked(batches: Iterator, builder: tfds.core.DatasetBuilder, split) -> Iter
     try:
         yield from batches
     except tf.errors.OpError as e:
+        if (check := data_check_error(e)) is not None:
+            raise check from None
         if not _is_damage(e):
             raise
         raise damaged_dataset_error(builder, split, e) from e
