@@ -74,7 +74,7 @@ def voc07_data(c: config_dict.ConfigDict, value_ops: str, max_proposals: int = 2
                        test_scale=VOC_CANVAS, test_max_size=VOC_CANVAS, value_ops=value_ops, flip=False)
     c.evals.val.train_split = c.data.get_ref('train_split')
     c.evals.val.train_preprocess = detection.voc_spec(c, 'train_split', scales=VOC_CANVAS, max_size=VOC_CANVAS,
-                                                      flip=False, max_proposals=max_proposals, value_ops=value_ops)
+                                                      flip=False, value_ops=value_ops)  # data.max_proposals
 
 
 def get_config() -> config_dict.ConfigDict:

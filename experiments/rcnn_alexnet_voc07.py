@@ -32,6 +32,7 @@ with the ImageNet weights and the proposals given by
 Hardware/time: the paper's fine-tuning and SVM training took about a day on a K20 class GPU; not run here.
 """
 
+from convnets.models import alexnet
 from experiments import imagenet, rcnn
 
 
@@ -40,6 +41,8 @@ def get_config():
     c.model.name = 'alexnet'
     c.model.num_classes = 21
     c.model.input_size = 227  # Caffe's unpadded conv1 (the same parameters as the 224 network)
+    c.model.widths = alexnet.PAPER_WIDTHS  # conv1-conv5: 96, 256, 384, 384, 256 (the ImageNet network's)
+    c.model.dropout_rate = 0.5  # kept in fine-tuning (pascal_finetune_train.prototxt: dropout_ratio 0.5)
     c.rcnn.warp_size = 227
     rcnn.voc07_data(c, imagenet.subtract_mean())
     c.init_from = ''  # the ImageNet AlexNet's workdir (required: --config.init_from=DIR)

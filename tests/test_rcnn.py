@@ -274,3 +274,72 @@ def test_one_and_eight_devices_train_the_same(tmp_path, scenes_dir):
         loop.train_and_evaluate(c, str(tmp_path / f'd{n}'), devices=jax.devices()[:n])
         params[n] = helpers.final_params(str(tmp_path / f'd{n}'))
     helpers.assert_trees_close(params[1], params[8], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_svms_on_fast_rcnn_features(tmp_path, scenes_dir):
+    """Fast R-CNN's "SVM instead of softmax" row (Table 8): the 'rcnn_svm' evaluator trains per-class SVMs on a
+    detection run's fc7 features (one image pass with every region as a RoI) and scores the test scenes."""
+    from convnets.train import loop
+    from experiments import fast_rcnn_quickstart, rcnn
+
+    c = fast_rcnn_quickstart.get_config()
+    c.data.data_dir = scenes_dir
+    c.data.cache = False
+    c.model.stage_widths = (8, 16)
+    c.model.fc_features = 32
+    c.detection.grid_stride = 16
+    c.batch_size = c.eval_batch_size = 8
+    c.num_train_steps = 1
+    c.checkpoint_every = ''
+    c.optimizer.warmup_steps = 0
+    c.evals.val = rcnn.rcnn_svm_eval(classifiers=('svm',), bbox_reg=False)
+    c.evals.val.max_train_images = 8
+    c.evals.val.norm_images = 2
+    ev = loop.train_and_evaluate(c, str(tmp_path / 'run'))['eval']
+    assert ev['num_images'] == 32 and ev['train_images'] == 8 and ev['svm_retrainings'] >= 10
+    assert 0.0 <= ev['mAP'] == ev['svm/mAP'] <= 1.0 and ev['detections'] > 0
+    with pytest.raises(ValueError, match="'softmax' is the 'detection' evaluator's job"):
+        c.evals.val.classifiers = ('svm', 'softmax')
+        loop.train_and_evaluate(c, str(tmp_path / 'bad'))
+
+
+@pytest.mark.slow
+def test_rcnn_alexnet_voc07_runs_end_to_end(tmp_path, voc_dir, voc_proposals):
+    """The VOC 2007 recipe on the fake VOC in the official tar layout (TFDS's voc builder) with its selective
+    search cache: 227x227 warps of the cached proposals through a narrow AlexNet, 2 steps, then SVMs on trainval
+    (4 images) and the test (3 images) with the devkit files of the 20 classes."""
+    workdir = str(tmp_path / 'run')
+    cmd = cli.main_command(workdir, voc_dir[0], f'--config.data.proposals_dir={voc_proposals}',
+                           '--config.model.widths=(8, 8, 8, 8, 8)', '--config.num_train_steps=2',
+                           '--config.log_every=1', '--config.checkpoint_every=', '--config.data.max_proposals=50',
+                           '--config.evals.val.norm_images=2', config='experiments/rcnn_alexnet_voc07.py')
+    proc = cli.run(cmd, num_devices=1, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(workdir, 'results.json')) as f:
+        ev = json.load(f)['eval']
+    assert ev['num_images'] == 3 and ev['train_images'] == 4 and 0.0 <= ev['mAP'] <= 1.0
+    assert len([f for f in os.listdir(os.path.join(workdir, 'detections', 'val')) if f.endswith('.txt')]) == 20
+
+
+def test_the_rcnn_recipes_hold_the_papers_settings():
+    """Sec. 2.1 / 2.3, appendices B-C and the authors' prototxt / rcnn_train.m values (experiments/rcnn.py)."""
+    from experiments import rcnn_alexnet_voc07, rcnn_vgg16_voc07
+
+    for module, size in ((rcnn_alexnet_voc07, 227), (rcnn_vgg16_voc07, 224)):
+        c = module.get_config()
+        d, r, ev, opt = c.detection, c.rcnn, c.evals.val, c.optimizer
+        assert c.task == 'rcnn' and c.model.num_classes == 21 and r.warp_size == c.model.input_size == size
+        assert (r.context_pad, r.warp_mode, r.flip) == (16, 'warp', True)
+        assert c.batch_size * d.rois_per_image == 128 and d.fg_fraction == 0.25  # 32 positives of 128
+        assert (d.fg_iou, d.bg_iou_low, d.bg_iou_high, d.include_gt_rois) == (0.5, 0.0, 0.5, True)
+        assert (opt.learning_rate, opt.momentum, opt.weight_decay, opt.decay_factor) == (0.001, 0.9, 5e-4, 0.1)
+        assert tuple(opt.boundaries) == (20_000, 40_000, 60_000) and opt.boundary_unit == 'steps'
+        assert (ev.svm_C, ev.svm_pos_weight, ev.svm_bias_mult, ev.svm_neg_iou) == (1e-3, 2.0, 10.0, 0.3)
+        assert (ev.hard_thresh, ev.evict_thresh, ev.retrain_limit) == (-1.0001, -1.2, 2000)
+        assert (ev.layer, ev.bbox_layer, ev.bbox_lambda, ev.bbox_min_iou, ev.nms_iou) == ('fc7', 'pool5', 1000.0,
+                                                                                           0.6, 0.3)
+        assert ev.train_split == c.data.train_split == 'train+validation' and ev.max_train_images == 0
+        assert "load_proposals('', 'voc/2007', 'train+validation', 2000)" in ev.train_preprocess
+        assert 'flip_lr' not in c.data.train_preprocess + ev.train_preprocess  # the regions are mirrored instead
+        assert c.init_from_skip == ('params/fc8_layer/',)
