@@ -46,6 +46,7 @@ def rcnn_svm_eval(*, layer: str = 'fc7', classifiers: tuple[str, ...] = ('svm', 
     ev.bbox_layer = 'pool5'
     ev.bbox_min_iou = 0.6
     ev.bbox_lambda = 1000.0
+    ev.use_difficult = True  # roidb_from_voc.m keeps every annotated object (difficult ones too) as ground truth
     ev.svm_C = 1e-3
     ev.svm_pos_weight = 2.0
     ev.svm_bias_mult = 10.0

@@ -55,6 +55,7 @@ def get_config():
     c.optimizer.boundaries = (4.5,)
     c.evals.val.max_train_images = 300  # SVMs and box regressors from the first 300 training scenes
     c.evals.val.norm_images = 20
+    c.evals.val.use_difficult = False  # tiny or mostly hidden digits are no SVM positives (R-CNN's roidb kept them)
     c.log_every = '50 steps'
     c.checkpoint_every = '1 epoch'
     return c

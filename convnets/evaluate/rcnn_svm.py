@@ -6,7 +6,9 @@ host (`convnets.evaluate.rcnn_learners`):
 1. feature statistics: the mean L2 norm of `layer` (and `bbox_layer`) over `norm_regions` random regions of each
    of the first `norm_images` training images (rcnn_feature_stats.m: 200 x 200), so that features are scaled to
    a mean norm of 20;
-2. positives: the features of every usable (non-difficult) ground-truth box of the training images;
+2. positives: the features of every ground-truth box of the training images (`use_difficult`: difficult ones too,
+   as R-CNN's roidb_from_voc.m, which keeps every annotated object; they also keep proposals on them out of the
+   negatives and give box-regression examples);
 3. hard negative mining: one pass over the training images' regions (proposals and gt boxes) in order, with the
    authors' cache rules, training one linear SVM per class; the box-regression examples (IoU > 0.6) are collected
    in the same pass and the ridge regressors fitted at its end;
@@ -19,9 +21,9 @@ and no training steps this evaluates features "without fine-tuning" (Table 2's I
 Config entry fields (see `experiments.rcnn.rcnn_svm_eval`): `split` (test), `train_split`, `max_train_images`
 (0: all), `train_preprocess` (the spec of the training pass; '': data.eval_preprocess), `layer` ('pool5' | 'fc6' |
 'fc7'), `classifiers` (('svm',), ('softmax',) or both: the first is the main result), `bbox_reg`, `bbox_layer`,
-`bbox_min_iou`, `bbox_lambda`, `svm_C`, `svm_pos_weight`, `svm_bias_mult`, `svm_neg_iou`, `hard_thresh`,
-`evict_thresh`, `retrain_limit`, `norm_images`, `norm_regions`, `top_k`, `nms_iou`, `region_chunk` (regions per
-device call of the classifier), `method`, `write_devkit`.
+`bbox_min_iou`, `bbox_lambda`, `use_difficult`, `svm_C`, `svm_pos_weight`, `svm_bias_mult`, `svm_neg_iou`,
+`hard_thresh`, `evict_thresh`, `retrain_limit`, `norm_images`, `norm_regions`, `top_k`, `nms_iou`, `region_chunk`
+(regions per device call of the classifier), `method`, `write_devkit`.
 
 Results: `mAP` and `AP/<class>` of the main variant (the first classifier, with box regression if `bbox_reg`),
 `<variant>/mAP` for every variant computed (`svm`, `svm_bbox_reg`, `softmax`, `softmax_bbox_reg`), `num_images`,
@@ -89,7 +91,7 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
         def fn(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
             out = region_features.extract(config, model, state.nets[ev.net].eval_variables, batch, layers=layers,
                                           softmax=softmax, num_classes=num_classes, chunk=ev.region_chunk,
-                                          with_proposals=with_proposals)
+                                          with_proposals=with_proposals, use_difficult=ev.use_difficult)
             h, w = batch['image'].shape[1:3]
             size = (batch['image_size'] if 'image_size' in batch else
                     jax.numpy.tile(jax.numpy.array([[h, w]]), (batch['image'].shape[0], 1)))
@@ -144,7 +146,7 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
                     pos[int(c)].append(f[None] * factor[ev.layer])
             dim = next((p[0].shape[1] for p in pos if p), None)
             if dim is None:
-                raise ValueError(f'evals.{ctx.name}: the {split!r} split has no usable (non-difficult) ground-truth '
+                raise ValueError(f'evals.{ctx.name}: the {split!r} split has no usable ground-truth '
                                  f'box to train SVMs on; check data.train_split / max_train_images.')
             svms = learners.HardNegativeSvms([np.concatenate(p) if p else np.zeros((0, dim)) for p in pos], dim,
                                              learners.SvmSettings(
@@ -158,7 +160,9 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
             if svms is not None:
                 svms.add_image(im[ev.layer][v] * factor[ev.layer], im['overlap'][v])
             if boxreg is not None:
-                usable = im['box_mask'].astype(bool) & ~im['box_difficult'].astype(bool)
+                usable = im['box_mask'].astype(bool)
+                if not ev.use_difficult:
+                    usable &= ~im['box_difficult'].astype(bool)
                 boxreg.add_image(im[ev.bbox_layer][v] * factor[ev.bbox_layer], im['regions'][v], im['boxes'][usable],
                                  im['box_classes'][usable].astype(np.int64))
             count += 1

@@ -3,8 +3,8 @@ test-time scoring read (Girshick et al. 2014, sec. 2.2 "Feature extraction", 2.3
 
 Regions of an image: its proposals [P] followed by its ground-truth boxes [G] (R-CNN's roidb lists the gt boxes
 first, roidb_from_voc.m; the order does not matter here). For each region the device returns:
-- 'regions' [P + G, 4], 'valid' [P + G] (real proposals, non-difficult gt boxes), 'is_gt' [P + G];
-- 'overlap' [P + G, N]: the region's IoU with the non-difficult ground truth of each class (the roidb's
+- 'regions' [P + G, 4], 'valid' [P + G] (real proposals, usable gt boxes), 'is_gt' [P + G];
+- 'overlap' [P + G, N]: the region's IoU with the usable ground truth of each class (the roidb's
   `overlap` matrix: per class, the max over that class's boxes), 0 for classes absent from the image;
 - one array per requested layer, [P + G, D] (pool5 flattened row-major, fc6 and fc7 after their ReLU);
 - with `softmax`, 'probs' [P + G, N + 1] (the fine-tuned network's own (N+1)-way output, Table 2's alternative).
@@ -82,14 +82,15 @@ def _detector_features(model: nn.Module, variables: Any, batch: Mapping[str, jax
 
 
 def extract(config: ConfigDict, model: nn.Module, variables: Any, batch: Mapping[str, jax.Array], *,
-            layers: Sequence[str], softmax: bool, num_classes: int, chunk: int, with_proposals: bool = True
-            ) -> dict[str, jax.Array]:
+            layers: Sequence[str], softmax: bool, num_classes: int, chunk: int, with_proposals: bool = True,
+            use_difficult: bool = False) -> dict[str, jax.Array]:
     """The per-region outputs of the module docstring for one device's slice of the batch. Without
-    `with_proposals` only the gt boxes are regions (the SVM positives: a pass that costs G, not P + G, regions)."""
+    `with_proposals` only the gt boxes are regions (the SVM positives: a pass that costs G, not P + G, regions).
+    `use_difficult`: difficult gt boxes count as ground truth too (R-CNN's roidb keeps every annotated object)."""
     from convnets.tasks.detection import proposals  # the task module imports this package
 
     gt, gt_mask = batch['boxes'].astype(jnp.float32), batch['box_mask'].astype(bool)
-    usable = gt_mask & ~batch['box_difficult'].astype(bool)
+    usable = gt_mask if use_difficult else gt_mask & ~batch['box_difficult'].astype(bool)
     if with_proposals:
         props, prop_mask = proposals(config, batch)
         regions = jnp.concatenate([props, gt], axis=1)
