@@ -279,7 +279,8 @@ def test_one_and_eight_devices_train_the_same(tmp_path, scenes_dir):
 @pytest.mark.slow
 def test_svms_on_fast_rcnn_features(tmp_path, scenes_dir):
     """Fast R-CNN's "SVM instead of softmax" row (Table 8): the 'rcnn_svm' evaluator trains per-class SVMs on a
-    detection run's fc7 features (one image pass with every region as a RoI) and scores the test scenes."""
+    detection run's fc7 features (one image pass with every region as a RoI) and scores the test scenes, with and
+    without the network's own box regression."""
     from convnets.train import loop
     from experiments import fast_rcnn_quickstart, rcnn
 
@@ -293,12 +294,13 @@ def test_svms_on_fast_rcnn_features(tmp_path, scenes_dir):
     c.num_train_steps = 1
     c.checkpoint_every = ''
     c.optimizer.warmup_steps = 0
-    c.evals.val = rcnn.rcnn_svm_eval(classifiers=('svm',), bbox_reg=False)
+    c.evals.val = rcnn.rcnn_svm_eval(classifiers=('svm',), bbox_reg=True)  # the network's own regressors
     c.evals.val.max_train_images = 8
     c.evals.val.norm_images = 2
     ev = loop.train_and_evaluate(c, str(tmp_path / 'run'))['eval']
     assert ev['num_images'] == 32 and ev['train_images'] == 8 and ev['svm_retrainings'] >= 10
-    assert 0.0 <= ev['mAP'] == ev['svm/mAP'] <= 1.0 and ev['detections'] > 0
+    assert 0.0 <= ev['mAP'] == ev['svm_bbox_reg/mAP'] <= 1.0 and 0.0 <= ev['svm/mAP'] <= 1.0
+    assert ev['detections'] > 0 and ev['box_regressors'] == 0  # no ridge regressor for a Fast R-CNN
     with pytest.raises(ValueError, match="'softmax' is the 'detection' evaluator's job"):
         c.evals.val.classifiers = ('svm', 'softmax')
         loop.train_and_evaluate(c, str(tmp_path / 'bad'))

@@ -15,7 +15,9 @@ host (`convnets.evaluate.rcnn_learners`):
 4. test: every proposal of the test images scored by every SVM (and/or by the network's own softmax, 'softmax'
    in `classifiers`: Table 2's "fine-tuned softmax" comparison), per class the 100 best, optionally moved by the
    class's box regressor, NMS 0.3, VOC AP (`convnets.evaluate.voc_map`).
-Passes 1-3 are skipped when nothing needs training (softmax only, no box regression). With `config.init_from`
+Passes 1-3 are skipped when nothing needs training (softmax only, no box regression). For a Fast R-CNN (task
+'detection': SVMs on its fc6 / fc7, Table 8's "SVM instead of softmax") `bbox_reg` means the network's own
+class-specific box regressors, as its softmax path uses them, and no ridge regressor is trained. With `config.init_from`
 and no training steps this evaluates features "without fine-tuning" (Table 2's ImageNet-only rows).
 
 Config entry fields (see `experiments.rcnn.rcnn_svm_eval`): `split` (test), `train_split`, `max_train_images`
@@ -67,7 +69,8 @@ def _check(config: ConfigDict, ev: ConfigDict) -> tuple[str, ...]:
     if detector and 'softmax' in ev.classifiers:
         raise ValueError("classifiers 'softmax' is the 'detection' evaluator's job for task='detection': use "
                          "classifiers=('svm',) here.")
-    layers = {ev.layer} | ({ev.bbox_layer} if ev.bbox_reg else set())
+    ridge = ev.bbox_reg and not detector  # a detector brings its own class-specific box regressors
+    layers = {ev.layer} | ({ev.bbox_layer} if ridge else set())
     bad = sorted(layers - set(allowed))
     if bad:
         raise ValueError(f'evals.* layer / bbox_layer {bad}: task {config.task!r} gives {allowed}.')
@@ -78,20 +81,22 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     """Builds the R-CNN SVM / softmax evaluator of config entry `ev` (see the module docstring)."""
     config = ctx.config
     layers = _check(config, ev)
+    network_boxes = config.task == 'detection' and ev.bbox_reg  # Fast R-CNN's own regressors (sec. 2.2)
     model = ctx.nets[ev.net]
     batch_size = config.eval_batch_size or config.batch_size
     parallel.check_batch_size(batch_size, ctx.mesh, 'eval_batch_size')
     names = class_names(config.data)
     num_classes = len(names)
     softmax = 'softmax' in ev.classifiers
-    train_needed = 'svm' in ev.classifiers or ev.bbox_reg
+    train_needed = 'svm' in ev.classifiers or (ev.bbox_reg and not network_boxes)
     shard = parallel.Parallel(ctx.mesh, 'shard_map').shard_batch
 
     def compiled(with_proposals: bool, layers: tuple[str, ...], softmax: bool) -> Callable:
         def fn(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
             out = region_features.extract(config, model, state.nets[ev.net].eval_variables, batch, layers=layers,
                                           softmax=softmax, num_classes=num_classes, chunk=ev.region_chunk,
-                                          with_proposals=with_proposals, use_difficult=ev.use_difficult)
+                                          with_proposals=with_proposals, use_difficult=ev.use_difficult,
+                                          class_boxes=network_boxes and with_proposals)
             h, w = batch['image'].shape[1:3]
             size = (batch['image_size'] if 'image_size' in batch else
                     jax.numpy.tile(jax.numpy.array([[h, w]]), (batch['image'].shape[0], 1)))
@@ -153,7 +158,8 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
                                                  C=ev.svm_C, pos_weight=ev.svm_pos_weight, bias_mult=ev.svm_bias_mult,
                                                  neg_iou=ev.svm_neg_iou, hard_thresh=ev.hard_thresh,
                                                  evict_thresh=ev.evict_thresh, retrain_limit=ev.retrain_limit))
-        boxreg = learners.BoxRegressors(num_classes, ev.bbox_min_iou, ev.bbox_lambda) if ev.bbox_reg else None
+        ridge = ev.bbox_reg and not network_boxes
+        boxreg = learners.BoxRegressors(num_classes, ev.bbox_min_iou, ev.bbox_lambda) if ridge else None
         count = 0
         for im in images(train_pass, state, split, limit, spec):
             v = im['valid']
@@ -195,6 +201,9 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
             if boxreg is not None:
                 fb = im[ev.bbox_layer][v] * factor[ev.bbox_layer]
                 regress = lambda j, rows, boxes, fb=fb: boxreg.predict(j, fb[rows], boxes)  # noqa: E731
+            elif network_boxes:
+                cb = im['class_boxes'][v]
+                regress = lambda j, rows, boxes, cb=cb: cb[rows, j]  # noqa: E731
             for variant, voc in vocs.items():
                 det = learners.image_detections(regions, scores[variant.removesuffix('_bbox_reg')], top_k=ev.top_k,
                                                 nms_iou=ev.nms_iou, size=tuple(im['size']),

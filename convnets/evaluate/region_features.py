@@ -7,7 +7,8 @@ first, roidb_from_voc.m; the order does not matter here). For each region the de
 - 'overlap' [P + G, N]: the region's IoU with the usable ground truth of each class (the roidb's
   `overlap` matrix: per class, the max over that class's boxes), 0 for classes absent from the image;
 - one array per requested layer, [P + G, D] (pool5 flattened row-major, fc6 and fc7 after their ReLU);
-- with `softmax`, 'probs' [P + G, N + 1] (the fine-tuned network's own (N+1)-way output, Table 2's alternative).
+- with `softmax`, 'probs' [P + G, N + 1] (the fine-tuned network's own (N+1)-way output, Table 2's alternative);
+- with `class_boxes` (Fast R-CNN only), 'class_boxes' [P + G, N, 4]: its class-specific regression of each region.
 
 Networks:
 - task 'rcnn' (a classifier on warped regions): the regions are warped (`convnets.models.detection.warp`) and
@@ -66,24 +67,28 @@ def _classifier_features(config: ConfigDict, model: nn.Module, variables: Any, b
     return {k: v.reshape(chunks * chunk, -1)[:total].reshape(b, r, -1) for k, v in out.items()}
 
 
-def _detector_features(model: nn.Module, variables: Any, batch: Mapping[str, jax.Array], regions: jax.Array,
-                       layers: Sequence[str], softmax: bool) -> dict[str, jax.Array]:
+def _detector_features(config: ConfigDict, model: nn.Module, variables: Any, batch: Mapping[str, jax.Array],
+                       regions: jax.Array, layers: Sequence[str], softmax: bool, class_boxes: bool
+                       ) -> dict[str, jax.Array]:
     b, r = regions.shape[:2]
     # fc6 / fc7 before their ReLU: the layer itself, or its second half under truncated SVD (fc7_U_layer).
     names = {f'{k}{part}_layer' for k in layers for part in ('', '_U')}
-    (logits, _), sown = model.apply(variables, batch['image'], regions, train=False, mutable=['intermediates'],
+    (logits, deltas), sown = model.apply(variables, batch['image'], regions, train=False, mutable=['intermediates'],
                                     capture_intermediates=lambda mdl, _: mdl.name in names)
     found = sown['intermediates']
     out = {k: jax.nn.relu(found[f'{k}_layer' if f'{k}_layer' in found else f'{k}_U_layer']['__call__'][0]
                           ).reshape(b, r, -1) for k in layers}
     if softmax:
         out['probs'] = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    if class_boxes:  # its class-specific regression of every region, [P + G, N, 4] (as the 'detection' evaluator)
+        out['class_boxes'] = box_ops.decode(deltas.astype(jnp.float32), regions[:, :, None, :],
+                                            tuple(config.detection.box_weights))
     return out
 
 
 def extract(config: ConfigDict, model: nn.Module, variables: Any, batch: Mapping[str, jax.Array], *,
             layers: Sequence[str], softmax: bool, num_classes: int, chunk: int, with_proposals: bool = True,
-            use_difficult: bool = False) -> dict[str, jax.Array]:
+            use_difficult: bool = False, class_boxes: bool = False) -> dict[str, jax.Array]:
     """The per-region outputs of the module docstring for one device's slice of the batch. Without
     `with_proposals` only the gt boxes are regions (the SVM positives: a pass that costs G, not P + G, regions).
     `use_difficult`: difficult gt boxes count as ground truth too (R-CNN's roidb keeps every annotated object)."""
@@ -101,7 +106,7 @@ def extract(config: ConfigDict, model: nn.Module, variables: Any, batch: Mapping
     classes = batch['box_classes'].astype(jnp.int32)
     overlap = jax.vmap(lambda rg, g, c, u: class_overlaps(rg, g, c, u, num_classes))(regions, gt, classes, usable)
     if config.task == 'detection':
-        feats = _detector_features(model, variables, batch, regions, layers, softmax)
+        feats = _detector_features(config, model, variables, batch, regions, layers, softmax, class_boxes)
     else:
         feats = _classifier_features(config, model, variables, batch, regions, layers, softmax, chunk)
     return {'regions': regions, 'valid': valid, 'is_gt': is_gt, 'overlap': overlap, **feats}
