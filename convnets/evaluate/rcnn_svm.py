@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
@@ -91,21 +92,22 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     train_needed = 'svm' in ev.classifiers or (ev.bbox_reg and not network_boxes)
     shard = parallel.Parallel(ctx.mesh, 'shard_map').shard_batch
 
-    def compiled(with_proposals: bool, layers: tuple[str, ...], softmax: bool) -> Callable:
+    def compiled(with_proposals: bool, layers: tuple[str, ...], softmax: bool, class_boxes: bool = False
+                 ) -> Callable:
         def fn(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
             out = region_features.extract(config, model, state.nets[ev.net].eval_variables, batch, layers=layers,
                                           softmax=softmax, num_classes=num_classes, chunk=ev.region_chunk,
                                           with_proposals=with_proposals, use_difficult=ev.use_difficult,
-                                          class_boxes=network_boxes and with_proposals)
+                                          class_boxes=class_boxes)
             h, w = batch['image'].shape[1:3]
             size = (batch['image_size'] if 'image_size' in batch else
-                    jax.numpy.tile(jax.numpy.array([[h, w]]), (batch['image'].shape[0], 1)))
+                    jnp.tile(jnp.array([[h, w]]), (batch['image'].shape[0], 1)))
             return out | {k: batch[k] for k in (*GT_KEYS, 'mask')} | {'size': size.astype(np.float32)}
         return parallel.compile_per_example(fn, ctx.mesh)
 
     gt_pass = compiled(False, (ev.layer,), False)
     train_pass = compiled(True, layers, False)
-    test_pass = compiled(True, layers, softmax)
+    test_pass = compiled(True, layers, softmax, network_boxes)
 
     def gather(x: jax.Array) -> np.ndarray:
         if jax.process_count() > 1:
