@@ -31,8 +31,9 @@ VOC_DATASETS = {
     '07+12': ('convnets_voc0712', 'trainval', 'test'),
 }
 VOC_MAX_BOXES = 64  # objects kept per image (VOC 2007 / 2012 images hold at most 42 / 56)
-VOC_BATCH_KEYS = ('image', 'boxes', 'box_classes', 'box_difficult', 'box_mask', 'image_size', 'proposals',
-                  'proposal_mask')
+# image_scale: the evaluators map boxes back to VOC's own pixels with it (devkit result files).
+VOC_BATCH_KEYS = ('image', 'boxes', 'box_classes', 'box_difficult', 'box_mask', 'image_size', 'image_scale',
+                  'proposals', 'proposal_mask')
 # How the project's VGG16 ImageNet weights are fed: the torchvision import (experiments/pretrained.py,
 # `python -m convnets.weights.import --from=torchvision --model=vgg16`) expects torchvision's normalisation; a VGG16
 # trained here (experiments/vgg16.py) expects `imagenet.subtract_mean()`; the authors' Caffe VGG16 took BGR minus

@@ -222,6 +222,7 @@ def test_detect_mode_on_a_tiny_trained_detector(tmp_path, scenes_dir):
     record = next(iter(pipeline.get_builder(c.data).as_dataset(
         split='test', shuffle_files=False, decoders={'image': tfds.decode.SkipDecoding()})))
     (photos / 'scene.png').write_bytes(record['image'].numpy())  # the bytes the evaluation decoded as image 0
+    scene_id = os.path.splitext(record['image/filename'].numpy().decode())[0]  # its id in the devkit files
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (64, 80, 3))
     _png(photos / 'a.png', a)
@@ -267,8 +268,9 @@ def test_detect_mode_on_a_tiny_trained_detector(tmp_path, scenes_dir):
     assert [d['class'] for d in da] == [d['class'] for d in db]
     np.testing.assert_allclose([d['score'] for d in db], [d['score'] for d in da], atol=1e-5)
     np.testing.assert_allclose([d['box'] for d in db], [[2 * v for v in d['box']] for d in da], atol=0.03)
-    # The evaluator's best 5 of test image 0 (devkit files: 1-based x1 y1, in the pixels of the model input).
-    evaluated = _devkit_detections(os.path.join(workdir, 'detections', 'val'), '000000')[:5]
+    # The evaluator's best 5 of test image 0 (devkit files: its file name's stem, 1-based x1 y1, in the model input's
+    # pixels: this tiny config's eval spec has no image_scale batch key).
+    evaluated = _devkit_detections(os.path.join(workdir, 'detections', 'val'), scene_id)[:5]
     sx, sy = scene['scale'][1], scene['scale'][0]
     assert [d['class'] for d in scene['detections']] == [e[0] for e in evaluated]
     np.testing.assert_allclose([d['score'] for d in scene['detections']], [e[1] for e in evaluated], atol=1e-5)

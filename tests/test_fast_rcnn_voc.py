@@ -22,7 +22,8 @@ from tests import cli, fake_voc
 # paper's, its compute tiny.
 TINY = ('--config.model.vgg_config=A', '--config.model.stage_widths=(4, 4, 4, 4, 8)', '--config.model.fc_features=16',
         '--config.num_train_steps=2', '--config.log_every=1', '--config.checkpoint_every=',
-        '--config.data.max_proposals=300')
+        '--config.data.max_proposals=300',
+        '--config.evals.val.score_threshold=0.0')  # an untrained 21-way softmax scores ~1/21 < 0.05 everywhere
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow', 'diningtable',
                'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
 
@@ -161,6 +162,14 @@ def _check_run(proc, workdir: str, num_images: int) -> None:
     assert result['step'] == 2 and ev['num_images'] == num_images and 0.0 <= ev['mAP'] <= 1.0
     files = sorted(os.listdir(os.path.join(workdir, 'detections', 'val')))
     assert files == sorted(f'comp4_det_test_{n}.txt' for n in VOC_CLASSES)
+    # The devkit files name VOC's own test images and give boxes in their ORIGINAL pixels (1-based, inclusive),
+    # not in the 1000x1000 canvas the images were resized and padded to.
+    sizes = {i: (h, w) for i, (split, h, w, _) in fake_voc.IMAGES.items() if split == 'test'}
+    lines = [line.split() for f in files for line in open(os.path.join(workdir, 'detections', 'val', f))]
+    assert lines, 'no detections written'
+    for image_id, _, x1, y1, x2, y2 in lines:
+        h, w = sizes[image_id]
+        assert 1 <= float(x1) <= float(x2) <= w and 1 <= float(y1) <= float(y2) <= h
 
 
 @pytest.mark.slow

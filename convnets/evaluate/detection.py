@@ -6,7 +6,11 @@ scoring above `score_threshold` go through NMS at `nms_iou` (0.3) and the `max_d
 image are kept — all with static shapes on the devices. The detections and the ground truth (difficult flags kept)
 go to `convnets.evaluate.voc_map.VocEvaluator` on the host: per-class AP (VOC 2007's 11-point method, or the
 2010+ area method), mAP, and the devkit result files (`comp4_det_test_<class>.txt`) under
-`<workdir>/detections/<evaluator>/` so that any external evaluator can score them.
+`<workdir>/detections/<evaluator>/` so that any external evaluator can score them. Both use the dataset's own
+image ids (the stem of 'image/filename': VOC's '000001') and pixels: boxes are mapped back through the batch key
+'image_scale' (resize_short_capped's ratio) when the config has it (`VocImages`). The first images of each
+evaluation, with their detections and ground truth drawn, go to TensorBoard as `detections/<evaluator>`
+(`convnets.visualize.detections.DetectionPictures`).
 
 Config entry fields (see `experiments.detection.detection_eval`): `method` ('11point' | 'area'), `nms_iou`,
 `score_threshold`, `max_detections`, `write_devkit`, and two test-time options of Fast R-CNN:
@@ -41,8 +45,44 @@ from convnets.models.detection import svd
 from convnets.models.detection.nms import detect
 from convnets.tasks.base import EvalContext, Evaluator
 from convnets.train.state import TrainState
+from convnets.visualize.detections import DetectionPictures
 
 GT_KEYS = ('boxes', 'box_classes', 'box_difficult', 'box_mask')
+SCALE_KEY = ('image_scale',)  # resize_short_capped's (sy, sx): the model's pixels per original pixel
+
+
+def image_ids(data: ConfigDict) -> list[str] | None:
+    """The id of each image of ``data.eval_split`` in the order the eval batches hold them (file order): the stem of
+    'image/filename' (VOC: '000001'), as the devkit result files name images; None if the records have no name."""
+    from convnets.data import records
+
+    builder = pipeline.get_builder(data)
+    if 'image/filename' not in builder.info.features:
+        return None
+    raw, _ = records.read(builder, data.eval_split, cache=False)
+    names = raw.map(lambda x: x['image/filename'], deterministic=True).as_numpy_iterator()
+    return [os.path.splitext(os.path.basename(name.decode()))[0] for name in names]
+
+
+class VocImages:
+    """Feeds a `VocEvaluator` image by image in the ORIGINAL images' pixels and ids, so that its mAP and the devkit
+    result files it writes are those of the dataset's own annotations (VOC: the ids of ImageSets/Main/test.txt and
+    boxes before `resize_short_capped`; the batch key 'image_scale', when the config has it, undoes the resize)."""
+
+    def __init__(self, voc: VocEvaluator, ids: list[str] | None):
+        self.voc, self.ids, self.count = voc, ids, 0
+
+    def add(self, image: dict[str, np.ndarray], boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray) -> None:
+        """One image: `image` holds its GT_KEYS (and maybe 'image_scale'); the detections are in the model's pixels."""
+        gt = image['box_mask'].astype(bool)
+        gt_boxes, boxes = image['boxes'][gt].astype(np.float64), np.asarray(boxes, np.float64)
+        if 'image_scale' in image:
+            sy, sx = np.asarray(image['image_scale'], np.float64)
+            gt_boxes, boxes = gt_boxes / [sy, sx, sy, sx], boxes / [sy, sx, sy, sx]
+        image_id = self.ids[self.count] if self.ids is not None else f'{self.count:06d}'
+        self.voc.add(image_id, gt_boxes, image['box_classes'][gt], image['box_difficult'][gt].astype(bool), boxes,
+                     classes, scores)
+        self.count += 1
 
 
 def class_names(data: ConfigDict) -> list[str]:
@@ -99,10 +139,11 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     data = ConfigDict(config.data.to_dict())
     data.eval_split = ev.split or config.data.eval_split
     names = class_names(data)
+    ids = image_ids(data)
 
     def predict_step(variables: dict[str, Any], batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         out = predict_detections(config, model, variables, batch, ev)
-        return out | {k: batch[k] for k in (*GT_KEYS, 'mask')}
+        return out | {k: batch[k] for k in (*GT_KEYS, 'mask', *SCALE_KEY) if k in batch}
 
     def test_variables(state: TrainState) -> dict[str, Any]:
         variables = state.nets[net_name].eval_variables
@@ -124,27 +165,30 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
 
     def evaluate(state: TrainState) -> dict[str, float]:
         voc = VocEvaluator(names, method=ev.method)
+        images = VocImages(voc, ids)
+        pictures = DetectionPictures(ctx.workdir, ctx.name, names) if ctx.workdir and jax.process_index() == 0 \
+            else None
         variables = test_variables(state)
-        index = 0
         detections = 0
         for local in pipeline.eval_batches(data, global_batch_size=batch_size, process_index=jax.process_index(),
                                            process_count=jax.process_count()):
             out = {k: gather(v) for k, v in predict(variables, shard(local)).items()}
+            if pictures is not None and pictures.wants_more:
+                pictures.add_batch(local, out)
             for i in range(out['mask'].shape[0]):
                 if not out['mask'][i]:
                     continue  # padding of the last batch
-                gt = out['box_mask'][i].astype(bool)
                 n = int(out['det_count'][i])
-                voc.add(f'{index:06d}', out['boxes'][i][gt], out['box_classes'][i][gt],
-                        out['box_difficult'][i][gt].astype(bool), out['det_boxes'][i][:n], out['det_classes'][i][:n],
-                        out['det_scores'][i][:n])
+                images.add({k: v[i] for k, v in out.items()}, out['det_boxes'][i][:n], out['det_classes'][i][:n],
+                           out['det_scores'][i][:n])
                 detections += n
-                index += 1
+        if pictures is not None:
+            pictures.write(int(state.step))
         result = voc.result()
         if ev.write_devkit and ctx.workdir and jax.process_index() == 0:
             directory = os.path.join(ctx.workdir, 'detections', ctx.name)
             voc.write_devkit(directory, 'comp4', 'test')
             logging.info('evals.%s: VOC devkit result files in %s', ctx.name, directory)
-        return {**result.metrics(), 'num_images': index, 'detections': detections}
+        return {**result.metrics(), 'num_images': images.count, 'detections': detections}
 
     return evaluate
