@@ -14,8 +14,8 @@ Fields of `config.detection` (convnets/tasks/detection.py):
 PASCAL VOC with cached selective search proposals: `voc_data(c, year, proposals_dir, max_proposals)` (R-CNN and
 Fast R-CNN experiments share it). It adds `data.proposals_dir` (the cache of `python -m convnets.data.make_proposals`)
 and `data.max_proposals`, and writes specs that read them through references (with `data.name` and the split
-fields), so `--config.data.proposals_dir=DIR`, `--config.data.max_proposals=N` or another split reach the
-`load_proposals` op of both specs.
+fields), so a command-line override of `data.proposals_dir`, `data.max_proposals` or a split reaches the
+`load_proposals` op of both specs (the VOC experiment files show the switches).
 """
 
 from ml_collections import config_dict
