@@ -13,7 +13,7 @@ import pytest
 from convnets.evaluate import rcnn_learners as learners
 from convnets.evaluate import region_features
 from convnets.models.detection import warp
-from tests import cli, helpers
+from tests import cli, fake_voc, helpers
 
 
 def _reference_warp(image, box, size, pad, mode, real=None):
@@ -321,7 +321,16 @@ def test_rcnn_alexnet_voc07_runs_end_to_end(tmp_path, voc_dir, voc_proposals):
     with open(os.path.join(workdir, 'results.json')) as f:
         ev = json.load(f)['eval']
     assert ev['num_images'] == 3 and ev['train_images'] == 4 and 0.0 <= ev['mAP'] <= 1.0
-    assert len([f for f in os.listdir(os.path.join(workdir, 'detections', 'val')) if f.endswith('.txt')]) == 20
+    directory = os.path.join(workdir, 'detections', 'val')
+    files = [f for f in os.listdir(directory) if f.endswith('.txt')]
+    assert len(files) == 20
+    # VOC's own test image ids and boxes inside those images (devkit: 1-based, inclusive).
+    sizes = {i: (h, w) for i, (split, h, w, _) in fake_voc.IMAGES.items() if split == 'test'}
+    lines = [line.split() for f in files for line in open(os.path.join(directory, f))]
+    assert lines, 'no detections written'
+    for image_id, _, x1, y1, x2, y2 in lines:
+        h, w = sizes[image_id]
+        assert 1 <= float(x1) <= float(x2) <= w and 1 <= float(y1) <= float(y2) <= h
 
 
 def test_the_rcnn_recipes_hold_the_papers_settings():

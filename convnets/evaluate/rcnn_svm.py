@@ -14,7 +14,8 @@ host (`convnets.evaluate.rcnn_learners`):
    in the same pass and the ridge regressors fitted at its end;
 4. test: every proposal of the test images scored by every SVM (and/or by the network's own softmax, 'softmax'
    in `classifiers`: Table 2's "fine-tuned softmax" comparison), per class the 100 best, optionally moved by the
-   class's box regressor, NMS 0.3, VOC AP (`convnets.evaluate.voc_map`).
+   class's box regressor, NMS 0.3, VOC AP (`convnets.evaluate.voc_map`) in the dataset's own image ids and
+   pixels (the stem of 'image/filename'; 'image_scale' undoes a resize, as the 'detection' evaluator does).
 Passes 1-3 are skipped when nothing needs training (softmax only, no box regression). For a Fast R-CNN (task
 'detection': SVMs on its fc6 / fc7, Table 8's "SVM instead of softmax") `bbox_reg` means the network's own
 class-specific box regressors, as its softmax path uses them, and no ridge regressor is trained. With `config.init_from`
@@ -50,7 +51,7 @@ from convnets import parallel
 from convnets.data import pipeline
 from convnets.evaluate import rcnn_learners as learners
 from convnets.evaluate import region_features
-from convnets.evaluate.detection import GT_KEYS, class_names
+from convnets.evaluate.detection import GT_KEYS, SCALE_KEY, class_names, image_ids
 from convnets.evaluate.voc_map import VocEvaluator
 from convnets.tasks.base import EvalContext, Evaluator
 from convnets.train.state import TrainState
@@ -78,6 +79,20 @@ def _check(config: ConfigDict, ev: ConfigDict) -> tuple[str, ...]:
     return tuple(sorted(layers))
 
 
+def original_pixels(im: dict[str, np.ndarray], boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray
+                    ) -> tuple[np.ndarray, ...]:
+    """(gt boxes, gt classes, gt difficult, boxes, classes, scores) of one image for `VocEvaluator.add`, boxes in the
+    ORIGINAL image's pixels: 'image_scale' (resize_short_capped's ratio), when present, is undone and the detections
+    clipped to the original image (so that float rounding cannot put a devkit box past its border)."""
+    gt = im['box_mask'].astype(bool)
+    gt_boxes, boxes = im['boxes'][gt].astype(np.float64), np.asarray(boxes, np.float64)
+    if 'image_scale' in im:
+        scale = np.tile(np.asarray(im['image_scale'], np.float64), 2)
+        h, w = np.round(np.asarray(im['size'], np.float64) / scale[:2])
+        gt_boxes, boxes = gt_boxes / scale, np.clip(boxes / scale, 0, [h, w, h, w])
+    return gt_boxes, im['box_classes'][gt], im['box_difficult'][gt].astype(bool), boxes, classes, scores
+
+
 def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     """Builds the R-CNN SVM / softmax evaluator of config entry `ev` (see the module docstring)."""
     config = ctx.config
@@ -91,6 +106,9 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     softmax = 'softmax' in ev.classifiers
     train_needed = 'svm' in ev.classifiers or (ev.bbox_reg and not network_boxes)
     shard = parallel.Parallel(ctx.mesh, 'shard_map').shard_batch
+    test_data = ConfigDict(config.data.to_dict())
+    test_data.eval_split = ev.split or config.data.eval_split
+    ids = image_ids(test_data)
 
     def compiled(with_proposals: bool, layers: tuple[str, ...], softmax: bool, class_boxes: bool = False
                  ) -> Callable:
@@ -102,7 +120,8 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
             h, w = batch['image'].shape[1:3]
             size = (batch['image_size'] if 'image_size' in batch else
                     jnp.tile(jnp.array([[h, w]]), (batch['image'].shape[0], 1)))
-            return out | {k: batch[k] for k in (*GT_KEYS, 'mask')} | {'size': size.astype(np.float32)}
+            return (out | {k: batch[k] for k in (*GT_KEYS, 'mask', *SCALE_KEY) if k in batch}
+                    | {'size': size.astype(np.float32)})
         return parallel.compile_per_example(fn, ctx.mesh)
 
     gt_pass = compiled(False, (ev.layer,), False)
@@ -190,10 +209,9 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
         variants = [c + suffix for c in ev.classifiers for suffix in (('_bbox_reg', '') if ev.bbox_reg else ('',))]
         vocs = {v: VocEvaluator(names, method=ev.method) for v in variants}
         index = detections = 0
-        for im in images(test_pass, state, ev.split or config.data.eval_split):
+        for im in images(test_pass, state, test_data.eval_split):
             v = im['valid'] & ~im['is_gt']  # rcnn_test.m scores proposals only (`~d.gt`)
             regions = im['regions'][v]
-            gt = im['box_mask'].astype(bool)
             scores = {}
             if svms is not None:
                 scores['svm'] = svms.scores(im[ev.layer][v] * factor[ev.layer])
@@ -206,12 +224,11 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
             elif network_boxes:
                 cb = im['class_boxes'][v]
                 regress = lambda j, rows, boxes, cb=cb: cb[rows, j]  # noqa: E731
-            for variant, voc in vocs.items():
+            for variant in vocs:
                 det = learners.image_detections(regions, scores[variant.removesuffix('_bbox_reg')], top_k=ev.top_k,
                                                 nms_iou=ev.nms_iou, size=tuple(im['size']),
                                                 regress=regress if variant.endswith('_bbox_reg') else None)
-                voc.add(f'{index:06d}', im['boxes'][gt], im['box_classes'][gt], im['box_difficult'][gt].astype(bool),
-                        *det)
+                vocs[variant].add(ids[index] if ids is not None else f'{index:06d}', *original_pixels(im, *det))
                 if variant == variants[0]:
                     detections += len(det[0])
             index += 1
