@@ -326,7 +326,10 @@ def test_rcnn_alexnet_voc07_runs_end_to_end(tmp_path, voc_dir, voc_proposals):
     assert len(files) == 20
     # VOC's own test image ids and boxes inside those images (devkit: 1-based, inclusive).
     sizes = {i: (h, w) for i, (split, h, w, _) in fake_voc.IMAGES.items() if split == 'test'}
-    lines = [line.split() for f in files for line in open(os.path.join(directory, f))]
+    lines = []
+    for name in files:
+        with open(os.path.join(directory, name)) as f:
+            lines += [line.split() for line in f]
     assert lines, 'no detections written'
     for image_id, _, x1, y1, x2, y2 in lines:
         h, w = sizes[image_id]
