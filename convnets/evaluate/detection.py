@@ -48,7 +48,8 @@ from convnets.train.state import TrainState
 from convnets.visualize.detections import DetectionPictures
 
 GT_KEYS = ('boxes', 'box_classes', 'box_difficult', 'box_mask')
-SCALE_KEY = ('image_scale',)  # resize_short_capped's (sy, sx): the model's pixels per original pixel
+# resize_short_capped's (sy, sx) (the model's pixels per original pixel) and the resized image's (h, w).
+SCALE_KEY = ('image_scale', 'image_size')
 
 
 def image_ids(data: ConfigDict) -> list[str] | None:
@@ -64,24 +65,35 @@ def image_ids(data: ConfigDict) -> list[str] | None:
     return [os.path.splitext(os.path.basename(name.decode()))[0] for name in names]
 
 
+def original_pixels(im: dict[str, np.ndarray], boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray,
+                    size: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """(gt boxes, gt classes, gt difficult, boxes, classes, scores) of one image for `VocEvaluator.add`, boxes in the
+    ORIGINAL image's pixels: `im` holds its GT_KEYS and maybe 'image_scale' (resize_short_capped's ratio), which is
+    undone; the detections are then clipped to the original image (`size`: the (h, w) the model saw; float32
+    rounding must not put a devkit box past the image's border)."""
+    gt = im['box_mask'].astype(bool)
+    gt_boxes, boxes = im['boxes'][gt].astype(np.float64), np.asarray(boxes, np.float64)
+    if 'image_scale' in im:
+        scale = np.tile(np.asarray(im['image_scale'], np.float64), 2)
+        gt_boxes, boxes = gt_boxes / scale, boxes / scale
+        if size is not None:
+            h, w = np.round(np.asarray(size, np.float64) / scale[:2])
+            boxes = np.clip(boxes, 0, [h, w, h, w])
+    return gt_boxes, im['box_classes'][gt], im['box_difficult'][gt].astype(bool), boxes, classes, scores
+
+
 class VocImages:
-    """Feeds a `VocEvaluator` image by image in the ORIGINAL images' pixels and ids, so that its mAP and the devkit
-    result files it writes are those of the dataset's own annotations (VOC: the ids of ImageSets/Main/test.txt and
-    boxes before `resize_short_capped`; the batch key 'image_scale', when the config has it, undoes the resize)."""
+    """Feeds a `VocEvaluator` image by image in the dataset's own ids and ORIGINAL pixels (`original_pixels`), so
+    that its mAP and the devkit result files it writes are those of the dataset's annotations (VOC: the ids of
+    ImageSets/Main/test.txt, boxes before `resize_short_capped`)."""
 
     def __init__(self, voc: VocEvaluator, ids: list[str] | None):
         self.voc, self.ids, self.count = voc, ids, 0
 
-    def add(self, image: dict[str, np.ndarray], boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray) -> None:
-        """One image: `image` holds its GT_KEYS (and maybe 'image_scale'); the detections are in the model's pixels."""
-        gt = image['box_mask'].astype(bool)
-        gt_boxes, boxes = image['boxes'][gt].astype(np.float64), np.asarray(boxes, np.float64)
-        if 'image_scale' in image:
-            sy, sx = np.asarray(image['image_scale'], np.float64)
-            gt_boxes, boxes = gt_boxes / [sy, sx, sy, sx], boxes / [sy, sx, sy, sx]
+    def add(self, im: dict[str, np.ndarray], boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray) -> None:
+        """One image: `im` holds its GT_KEYS (and maybe 'image_scale', 'image_size'); detections in model pixels."""
         image_id = self.ids[self.count] if self.ids is not None else f'{self.count:06d}'
-        self.voc.add(image_id, gt_boxes, image['box_classes'][gt], image['box_difficult'][gt].astype(bool), boxes,
-                     classes, scores)
+        self.voc.add(image_id, *original_pixels(im, boxes, classes, scores, im.get('image_size')))
         self.count += 1
 
 

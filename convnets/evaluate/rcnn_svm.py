@@ -51,7 +51,7 @@ from convnets import parallel
 from convnets.data import pipeline
 from convnets.evaluate import rcnn_learners as learners
 from convnets.evaluate import region_features
-from convnets.evaluate.detection import GT_KEYS, SCALE_KEY, class_names, image_ids
+from convnets.evaluate.detection import GT_KEYS, SCALE_KEY, class_names, image_ids, original_pixels
 from convnets.evaluate.voc_map import VocEvaluator
 from convnets.tasks.base import EvalContext, Evaluator
 from convnets.train.state import TrainState
@@ -77,20 +77,6 @@ def _check(config: ConfigDict, ev: ConfigDict) -> tuple[str, ...]:
     if bad:
         raise ValueError(f'evals.* layer / bbox_layer {bad}: task {config.task!r} gives {allowed}.')
     return tuple(sorted(layers))
-
-
-def original_pixels(im: dict[str, np.ndarray], boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray
-                    ) -> tuple[np.ndarray, ...]:
-    """(gt boxes, gt classes, gt difficult, boxes, classes, scores) of one image for `VocEvaluator.add`, boxes in the
-    ORIGINAL image's pixels: 'image_scale' (resize_short_capped's ratio), when present, is undone and the detections
-    clipped to the original image (so that float rounding cannot put a devkit box past its border)."""
-    gt = im['box_mask'].astype(bool)
-    gt_boxes, boxes = im['boxes'][gt].astype(np.float64), np.asarray(boxes, np.float64)
-    if 'image_scale' in im:
-        scale = np.tile(np.asarray(im['image_scale'], np.float64), 2)
-        h, w = np.round(np.asarray(im['size'], np.float64) / scale[:2])
-        gt_boxes, boxes = gt_boxes / scale, np.clip(boxes / scale, 0, [h, w, h, w])
-    return gt_boxes, im['box_classes'][gt], im['box_difficult'][gt].astype(bool), boxes, classes, scores
 
 
 def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
@@ -228,7 +214,8 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
                 det = learners.image_detections(regions, scores[variant.removesuffix('_bbox_reg')], top_k=ev.top_k,
                                                 nms_iou=ev.nms_iou, size=tuple(im['size']),
                                                 regress=regress if variant.endswith('_bbox_reg') else None)
-                vocs[variant].add(ids[index] if ids is not None else f'{index:06d}', *original_pixels(im, *det))
+                image_id = ids[index] if ids is not None else f'{index:06d}'
+                vocs[variant].add(image_id, *original_pixels(im, *det, size=im['size']))
                 if variant == variants[0]:
                     detections += len(det[0])
             index += 1
