@@ -36,7 +36,8 @@ ROOT = cli.ROOT
 EXPERIMENTS_DIR = os.path.join(ROOT, 'experiments')
 SHARED = ('default', 'imagenet', 'vgg', 'resnet', 'resnet_cifar10', 'detection', 'rcnn')
 SWITCH = re.compile(r"--config\.(?P<path>[A-Za-z_][\w.]*)(?:=(?P<value>'[^']*'|\"[^\"]*\"|\([^)]*\)|[^\s`]+))?")
-COMMAND = re.compile(r'python (?:-m convnets\.main|-m convnets\.weights\.\w+|benchmarks/\S+\.py|launch/\S+\.py)[^\n`]*')
+COMMAND = re.compile(r'python (?:-m convnets\.main|-m convnets\.weights\.\w+|-m convnets\.data\.make_proposals'
+                     r'|benchmarks/\S+\.py|launch/\S+\.py)[^\n`]*')
 PLACEHOLDER = re.compile(r'\.\.\.|<\w+>|\bDIR\b|\bVALUE\b|\bFIELD\b|\bHOST\b|:PORT\b|=N\b|=I\b')
 
 
@@ -93,7 +94,7 @@ def _switches() -> list[tuple[str, str, str | None, tuple[str, ...]]]:
             if value is not None and PLACEHOLDER.fullmatch(value):
                 value = None  # A template: the field must exist; its value is the reader's.
             out.append((doc, path, value, targets))
-    return sorted(set(out))
+    return sorted(set(out), key=lambda t: (t[0], t[1], t[2] or '', t[3]))  # value None: a template
 
 
 def _load(experiment: str, overrides: list[str]) -> ConfigDict:
@@ -250,14 +251,22 @@ def test_runnable_commands_run(tmp_path, digits_dir):
     runnable = [(doc, c, _runnable(c)) for doc, c in _commands() if _runnable(c) is not None]
     assert any('--mode=visualize' in c for _, c, _ in runnable)
     # Training commands first: the visualisation reads their checkpoint.
+    helps: dict[tuple[str, ...], object] = {}  # one --help run per script, however often it is documented
     for doc, command, argv in sorted(runnable, key=lambda r: '--mode=' in r[1]):
         argv = [sys.executable if a == 'python' else a for a in argv]
         argv = [f'--workdir={tmp_path / "run"}' if a.startswith('--workdir=') else a for a in argv]
         if 'convnets.main' in argv or 'benchmarks/train_step.py' in argv:
             argv.append(f'--config.data.data_dir={digits_dir}')
-        proc = cli.run(argv, num_devices=1, timeout=600)
+        if argv[-1] == '--help' and tuple(argv) in helps:
+            proc = helps[tuple(argv)]
+        else:
+            proc = cli.run(argv, num_devices=1, timeout=600)
+            if argv[-1] == '--help':
+                helps[tuple(argv)] = proc
         if argv[1] == '-m' and argv[-1] == '--help':  # absl prints the flags and exits with status 1
-            assert proc.returncode == 1 and '--workdir' in proc.stdout, (doc, command, proc.stderr[-2000:])
+            documented = {f for f in re.findall(r'\s--(\w+)', command) if f != 'config'}  # each must exist
+            assert proc.returncode == 1 and all(f'--{f}' in proc.stdout for f in documented), (
+                doc, command, documented, proc.stderr[-2000:])
             continue
         assert proc.returncode == 0, (doc, command, proc.stderr[-2000:])
         if '--mode=visualize' in command:
