@@ -32,7 +32,9 @@ def get_config():
     c.model.dropout_rate = 0.0
     c.model.weight_init = 'he'  # from scratch, no ImageNet initialisation
     c.data.name = 'convnets_digit_scenes'
-    c.data.cache = True
+    # No in-memory cache: decoding 128 px PNGs costs nothing beside the step, and a filled cache took ~35 s to tear
+    # down at exit.
+    c.data.cache = False
     spec = f'decode(3)|objects_to_boxes|pad_to(128)|pad_boxes({DIGITS_MAX})|value_range(-1, 1)'
     c.data.train_preprocess = spec  # no flips: a mirrored digit is another shape
     c.data.eval_preprocess = spec
@@ -42,12 +44,12 @@ def get_config():
     c.detection.grid_stride = 8
     c.batch_size = 8
     c.num_epochs = 6.0
-    c.optimizer.learning_rate = 0.04  # from scratch: 0.02 gave 0.745 mAP in the same 1,500 steps
+    c.optimizer.learning_rate = 0.05  # from scratch: 0.04 gave 0.794 mAP (drop at 4.5), 0.02 gave 0.745
     c.optimizer.momentum = 0.9
     c.optimizer.weight_decay = 5e-4
     c.optimizer.warmup_steps = 100
     c.optimizer.schedule = 'step'
-    c.optimizer.boundaries = (4.5,)
+    c.optimizer.boundaries = (5.0,)
     c.log_every = '50 steps'
     c.evals.val.every = ''
     c.checkpoint_every = '1 epoch'

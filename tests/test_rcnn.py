@@ -306,16 +306,21 @@ def test_svms_on_fast_rcnn_features(tmp_path, scenes_dir):
         loop.train_and_evaluate(c, str(tmp_path / 'bad'))
 
 
+NARROW = {'rcnn_alexnet_voc07': ('--config.model.widths=(8, 8, 8, 8, 8)',),
+          'rcnn_vgg16_voc07': ('--config.model.stage_widths=(4, 4, 4, 4, 8)', '--config.model.fc_features=16')}
+
+
 @pytest.mark.slow
-def test_rcnn_alexnet_voc07_runs_end_to_end(tmp_path, voc_dir, voc_proposals):
-    """The VOC 2007 recipe on the fake VOC in the official tar layout (TFDS's voc builder) with its selective
-    search cache: 227x227 warps of the cached proposals through a narrow AlexNet, 2 steps, then SVMs on trainval
-    (4 images) and the test (3 images) with the devkit files of the 20 classes."""
+@pytest.mark.parametrize('experiment', sorted(NARROW))
+def test_rcnn_voc07_recipes_run_end_to_end(tmp_path, voc_dir, voc_proposals, experiment):
+    """Each VOC 2007 recipe on the fake VOC in the official tar layout (TFDS's voc builder) with its selective
+    search cache: 227x227 (VGG16: 224) warps of the cached proposals through a narrow network, 2 steps, then SVMs on
+    trainval (4 images) and the test (3 images) with the devkit files of the 20 classes."""
     workdir = str(tmp_path / 'run')
-    cmd = cli.main_command(workdir, voc_dir[0], f'--config.data.proposals_dir={voc_proposals}',
-                           '--config.model.widths=(8, 8, 8, 8, 8)', '--config.num_train_steps=2',
-                           '--config.log_every=1', '--config.checkpoint_every=', '--config.data.max_proposals=50',
-                           '--config.evals.val.norm_images=2', config='experiments/rcnn_alexnet_voc07.py')
+    cmd = cli.main_command(workdir, voc_dir[0], f'--config.data.proposals_dir={voc_proposals}', *NARROW[experiment],
+                           '--config.num_train_steps=2', '--config.log_every=1', '--config.checkpoint_every=',
+                           '--config.data.max_proposals=50', '--config.evals.val.norm_images=2',
+                           config=f'experiments/{experiment}.py')
     proc = cli.run(cmd, num_devices=1, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(os.path.join(workdir, 'results.json')) as f:

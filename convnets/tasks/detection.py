@@ -121,18 +121,24 @@ def detection_loss(config: ConfigDict, logits: jax.Array, deltas: jax.Array, s: 
                   'fg_rois': jnp.sum(fg) / slots}
 
 
+def step_keys(state: TrainState, batch: Mapping[str, jax.Array], axis_name: str) -> tuple[jax.Array, jax.Array]:
+    """(this device's dropout key, one key per local image [B]) of a region-based step. The image keys come from
+    each image's GLOBAL index in the batch, so any number of devices samples (and mirrors) the same regions."""
+    step_key = jax.random.fold_in(state.rng, state.step)
+    dropout_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), lax.axis_index(axis_name))
+    local = batch['image'].shape[0]
+    first = lax.axis_index(axis_name) * local
+    image_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(step_key, 0), first + i))(
+        jnp.arange(local))
+    return dropout_key, image_keys
+
+
 def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, *, axis_name: str, loss_is_global: bool) -> base.StepFn:
     """One SGD step of a Fast R-CNN on one device's slice of the batch."""
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, Any]]:
-        step_key = jax.random.fold_in(state.rng, state.step)
-        dropout_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), lax.axis_index(axis_name))
-        # RoI sampling draws from each image's GLOBAL index, so any number of devices samples the same RoIs.
-        local = batch['image'].shape[0]
-        first = lax.axis_index(axis_name) * local
-        sample_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(step_key, 0), first + i))(
-            jnp.arange(local))
+        dropout_key, sample_keys = step_keys(state, batch, axis_name)
         net = state.nets[NET]
         props, prop_mask = proposals(config, batch)
         s = sample_rois(config, sample_keys, props, prop_mask, batch)

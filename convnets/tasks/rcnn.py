@@ -64,12 +64,7 @@ def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTran
     """One SGD step of R-CNN fine-tuning on one device's slice of the batch (see the module docstring)."""
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, Any]]:
-        step_key = jax.random.fold_in(state.rng, state.step)
-        dropout_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), lax.axis_index(axis_name))
-        local = batch['image'].shape[0]
-        first = lax.axis_index(axis_name) * local
-        image_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(step_key, 0), first + i))(
-            jnp.arange(local))
+        dropout_key, image_keys = detection.step_keys(state, batch, axis_name)
         props, prop_mask = detection.proposals(config, batch)
         s = detection.sample_rois(config, image_keys, props, prop_mask, batch)
         crops = warp_rois(config, batch, s['rois'])
