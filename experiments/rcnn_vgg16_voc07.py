@@ -20,6 +20,7 @@ with the ImageNet weights and the proposals given by
   --config.init_from=/tmp/vgg16_in --config.data.proposals_dir=/tmp/voc_proposals
 """
 
+from convnets.models import vgg
 from experiments import detection, rcnn
 
 
@@ -28,6 +29,8 @@ def get_config():
     c.model.name = 'vgg16'
     c.model.num_classes = 21
     c.model.input_size = 224
+    c.model.stage_widths = vgg.STAGE_WIDTHS  # the ImageNet network's (64, 128, 256, 512, 512) and fc 4096
+    c.model.fc_features = 4096
     c.rcnn.warp_size = 224
     rcnn.voc07_data(c, detection.VGG16_VALUE_OPS)
     c.init_from = ''  # the imported VGG16 (required: --config.init_from=DIR)

@@ -106,7 +106,6 @@ def test_batches_hold_the_cached_proposals_scaled_like_the_image(voc_dir, voc_pr
     cache = P.read(str(tmp_path), 'convnets_digit_scenes', 'train')
     originals = _records(scenes_dir, 'convnets_digit_scenes', 'train')
     data = _voc07(scenes_dir, str(tmp_path), name='convnets_digit_scenes', train_split='train', max_proposals=300)
-    data.data.batch_keys = (*data.data.batch_keys, 'image_scale')
     data.data.train_preprocess = data.data.train_preprocess.replace('objects_to_boxes(voc_one_based=True)',
                                                                     'objects_to_boxes')
     flips = []
