@@ -14,16 +14,21 @@ from convnets.models.detection import proposal_layer
 HEIGHT, WIDTH = 300.0, 400.0
 
 
-def _numpy_proposals(anchors, scores, deltas, height, width, *, pre, post, iou, min_size):
-    """py-faster-rcnn's proposal_layer.forward in numpy, in the project's edge convention and (dy, dx, dh, dw)."""
+def _numpy_proposals(anchors, scores, deltas, height, width, *, pre, post, iou, min_size, off=0.0):
+    """py-faster-rcnn's proposal_layer.forward in numpy with (dy, dx, dh, dw) deltas.
+
+    ``off=0``: the project's edge boxes. ``off=1``: inclusive pixel indices (widths ``x2 - x1 + 1``, clip to
+    ``width - 1``), with the far corner at ``centre + size / 2 - 1`` (Detectron; py-faster-rcnn omits the ``- 1``).
+    """
     anchors, deltas = anchors.astype(np.float64), deltas.astype(np.float64)
-    ah, aw = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    ah, aw = anchors[:, 2] - anchors[:, 0] + off, anchors[:, 3] - anchors[:, 1] + off
     cy, cx = anchors[:, 0] + 0.5 * ah + deltas[:, 0] * ah, anchors[:, 1] + 0.5 * aw + deltas[:, 1] * aw
     h, w = ah * np.exp(deltas[:, 2]), aw * np.exp(deltas[:, 3])
-    boxes = np.stack([cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w], axis=1)
-    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, height)
-    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, width)
-    keep = np.where((boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size))[0]
+    boxes = np.stack([cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h - off, cx + 0.5 * w - off], axis=1)
+    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, height - off)
+    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, width - off)
+    sides = boxes[:, 2:] - boxes[:, :2] + off
+    keep = np.where((sides[:, 0] >= min_size) & (sides[:, 1] >= min_size))[0]
     order = keep[np.argsort(-scores[keep], kind="stable")][:pre]
     kept = []
     for i in order:  # greedy NMS: keep unless a kept box overlaps with IoU > iou
@@ -31,10 +36,10 @@ def _numpy_proposals(anchors, scores, deltas, height, width, *, pre, post, iou, 
         ok = True
         for j in kept:
             c = boxes[j]
-            ih = max(min(b[2], c[2]) - max(b[0], c[0]), 0.0)
-            iw = max(min(b[3], c[3]) - max(b[1], c[1]), 0.0)
+            ih = max(min(b[2], c[2]) - max(b[0], c[0]) + off, 0.0)
+            iw = max(min(b[3], c[3]) - max(b[1], c[1]) + off, 0.0)
             inter = ih * iw
-            union = (b[2] - b[0]) * (b[3] - b[1]) + (c[2] - c[0]) * (c[3] - c[1]) - inter
+            union = (b[2] - b[0] + off) * (b[3] - b[1] + off) + (c[2] - c[0] + off) * (c[3] - c[1] + off) - inter
             if inter / union > iou:
                 ok = False
                 break
@@ -78,6 +83,22 @@ def test_proposals_equal_numpy_reference(seed):
     assert out.boxes.shape == (50, 4) and out.scores.shape == (50,) and out.valid.dtype == jnp.bool_
     np.testing.assert_array_equal(np.asarray(out.scores), ref_scores)
     np.testing.assert_allclose(np.asarray(out.boxes), ref_boxes, atol=1e-3)
+
+
+def test_inclusive_pixel_convention_equals_numpy_reference():
+    """``pixel_offset=1``: py-faster-rcnn's widths (+1), clipping (to width - 1) and min-size test."""
+    rng = np.random.default_rng(5)
+    anchors, scores, deltas = _random_inputs(rng, 600)
+    out = jax.jit(functools.partial(proposal_layer.propose, pre_nms_top_n=300, post_nms_top_n=50, pixel_offset=1.0))(
+        anchors, scores, deltas, HEIGHT, WIDTH
+    )
+    ref_boxes, ref_scores, _ = _numpy_proposals(
+        anchors, scores, deltas, HEIGHT, WIDTH, pre=300, post=50, iou=0.7, min_size=16.0, off=1.0
+    )
+    assert int(out.valid.sum()) == len(ref_boxes) == 50
+    np.testing.assert_array_equal(np.asarray(out.scores), ref_scores)
+    np.testing.assert_allclose(np.asarray(out.boxes), ref_boxes, atol=1e-3)
+    assert float(out.boxes[:, 2].max()) <= HEIGHT - 1 and float(out.boxes[:, 3].max()) <= WIDTH - 1
 
 
 def test_padding_and_count_when_few_boxes_survive():
