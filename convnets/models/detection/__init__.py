@@ -15,4 +15,8 @@ Modules:
 * ``losses``: the smooth L1 loss of Fast R-CNN eq. 3.
 * ``roi_pool``: Fast R-CNN RoI max pooling (as the authors' Caffe layer quantises it, gradient to the argmax) and
   RoIAlign (Mask R-CNN).
+* ``warp``: R-CNN's region warping with context padding (appendix A's variants) and region mirroring.
+* ``svd``: Fast R-CNN's truncated SVD of fc layers (sec. 3.1); ``pyramid``: its multi-scale test levels.
+* ``anchors``, ``rpn_targets``, ``proposal_layer``: Faster R-CNN's anchors, RPN anchor labels / sampling / loss
+  (eq. 1) and the proposal layer (decode, clip, min size, top-N, NMS 0.7); the RPN model and training come next.
 """
