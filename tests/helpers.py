@@ -7,7 +7,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 
-from experiments import quickstart
+from experiments import fast_rcnn_quickstart, quickstart
 
 
 def tiny_config(data_dir: str, **model) -> ConfigDict:
@@ -21,6 +21,25 @@ def tiny_config(data_dir: str, **model) -> ConfigDict:
     c.checkpoint_every = '1000'
     if model:
         c.model = ConfigDict(model)
+    return c
+
+
+def tiny_fast_rcnn(scenes_dir: str, **fields) -> ConfigDict:
+    """The Fast R-CNN quickstart shrunk to 3 steps of a narrow body (stride-16 grid proposals) on `scenes_dir`;
+    `fields` replace top-level config fields (e.g. num_train_steps=2)."""
+    c = fast_rcnn_quickstart.get_config()
+    c.data.data_dir = scenes_dir
+    c.data.cache = False
+    c.model.stage_widths = (8, 16)
+    c.model.fc_features = 32
+    c.detection.grid_stride = 16
+    c.batch_size = c.eval_batch_size = 8
+    c.num_train_steps = 3
+    c.log_every = '1'
+    c.checkpoint_every = ''
+    c.optimizer.warmup_steps = 0
+    for k, v in fields.items():
+        setattr(c, k, v)
     return c
 
 

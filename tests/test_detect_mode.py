@@ -13,7 +13,7 @@ from PIL import Image
 from convnets import detect
 from convnets.visualize import detections as pictures
 from tests import cli
-from tests.test_detection_task import _tiny
+from tests.helpers import tiny_fast_rcnn as _tiny
 
 NAMES = ['zero', 'one', 'two', 'three']
 

@@ -17,7 +17,7 @@ import pytest
 from convnets.train import loop
 from tests import cli
 from tests.helpers import assert_trees_equal, final_state
-from tests.test_detection_task import _tiny
+from tests.helpers import tiny_fast_rcnn as _tiny
 
 pytestmark = pytest.mark.slow  # subprocess runs of the command line
 

@@ -11,25 +11,9 @@ import pytest
 from convnets import models, tasks
 from convnets.tasks import detection
 from convnets.train import loop
-from experiments import fast_rcnn_quickstart
 from tests import helpers
 
-
-def _tiny(scenes_dir: str, **fields):
-    c = fast_rcnn_quickstart.get_config()
-    c.data.data_dir = scenes_dir
-    c.data.cache = False
-    c.model.stage_widths = (8, 16)
-    c.model.fc_features = 32
-    c.detection.grid_stride = 16
-    c.batch_size = c.eval_batch_size = 8
-    c.num_train_steps = 3
-    c.log_every = '1'
-    c.checkpoint_every = ''
-    c.optimizer.warmup_steps = 0
-    for k, v in fields.items():
-        setattr(c, k, v)
-    return c
+_tiny = helpers.tiny_fast_rcnn
 
 
 def test_fast_rcnn_vgg16_is_vgg16_with_two_sibling_heads():

@@ -282,18 +282,10 @@ def test_svms_on_fast_rcnn_features(tmp_path, scenes_dir):
     detection run's fc7 features (one image pass with every region as a RoI) and scores the test scenes, with and
     without the network's own box regression."""
     from convnets.train import loop
-    from experiments import fast_rcnn_quickstart, rcnn
+    from experiments import rcnn
+    from tests import helpers
 
-    c = fast_rcnn_quickstart.get_config()
-    c.data.data_dir = scenes_dir
-    c.data.cache = False
-    c.model.stage_widths = (8, 16)
-    c.model.fc_features = 32
-    c.detection.grid_stride = 16
-    c.batch_size = c.eval_batch_size = 8
-    c.num_train_steps = 1
-    c.checkpoint_every = ''
-    c.optimizer.warmup_steps = 0
+    c = helpers.tiny_fast_rcnn(scenes_dir, num_train_steps=1)
     c.evals.val = rcnn.rcnn_svm_eval(classifiers=('svm',), bbox_reg=True)  # the network's own regressors
     c.evals.val.max_train_images = 8
     c.evals.val.norm_images = 2

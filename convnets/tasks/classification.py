@@ -20,7 +20,6 @@ from ml_collections import ConfigDict
 
 from convnets.evaluate import classification as classification_eval
 from convnets.tasks import base, sgd
-from convnets.train import transforms
 from convnets.train.state import TrainState
 
 NET = base.SingleNetwork.NET  # The one network's name in TrainState.nets.
@@ -69,10 +68,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
             'loss': loss,  # The training objective (main + weighted auxiliary losses).
             'main_loss': lax.pmean(main_loss, axis_name),
             'top1': lax.pmean(jnp.mean(classification_eval.topk_correct(logits, batch['label'], 1)), axis_name),
-            'lr': jnp.asarray(schedule(state.step), jnp.float32) * transforms.rate_multiplier(net.opt_state),
-            'grad_norm': optax.global_norm(grads),
-            # Catches a step whose update overflowed even though its loss and gradient were still finite.
-            'param_norm': optax.global_norm(new_net.params),
+            **sgd.update_metrics(state.step, schedule, net, grads, new_net),
         }
         return new_state, metrics
 

@@ -38,7 +38,6 @@ from convnets.evaluate import rcnn_svm
 from convnets.models.detection import boxes as box_ops
 from convnets.models.detection import losses, sampling
 from convnets.tasks import base, sgd
-from convnets.train import transforms
 from convnets.train.state import TrainState
 
 NET = base.SingleNetwork.NET
@@ -152,8 +151,7 @@ def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTran
                                                          loss_is_global=loss_is_global)
         new_net = sgd.apply_gradients(net, grads, tx, ema_decay=config.ema_decay)
         metrics = {'loss': loss, **{k: lax.pmean(v, axis_name) for k, v in parts.items()},
-                   'lr': jnp.asarray(schedule(state.step), jnp.float32) * transforms.rate_multiplier(net.opt_state),
-                   'grad_norm': optax.global_norm(grads), 'param_norm': optax.global_norm(new_net.params)}
+                   **sgd.update_metrics(state.step, schedule, net, grads, new_net)}
         return state.replace(step=state.step + 1, nets={**state.nets, NET: new_net}), metrics
 
     return step

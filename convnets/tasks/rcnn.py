@@ -44,7 +44,6 @@ from ml_collections import ConfigDict
 from convnets.evaluate import rcnn_svm
 from convnets.models.detection import warp
 from convnets.tasks import base, detection, sgd
-from convnets.train import transforms
 from convnets.train.state import TrainState
 
 NET = base.SingleNetwork.NET
@@ -92,8 +91,7 @@ def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTran
         new_net = sgd.apply_gradients(net, grads, tx, ema_decay=config.ema_decay,
                                       batch_stats=new_vars['batch_stats'] if has_bn else None)
         metrics = {'loss': loss, **{k: lax.pmean(v, axis_name) for k, v in parts.items()},
-                   'lr': jnp.asarray(schedule(state.step), jnp.float32) * transforms.rate_multiplier(net.opt_state),
-                   'grad_norm': optax.global_norm(grads), 'param_norm': optax.global_norm(new_net.params)}
+                   **sgd.update_metrics(state.step, schedule, net, grads, new_net)}
         return state.replace(step=state.step + 1, nets={**state.nets, NET: new_net}), metrics
 
     return step

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 from jax import lax
 
+from convnets.train import transforms
 from convnets.train.state import NetState
 
 
@@ -44,3 +46,12 @@ def apply_gradients(net: NetState, grads: Any, tx: optax.GradientTransformation,
            if ema_decay else net.ema_params)
     return net.replace(params=params, opt_state=opt_state, ema_params=ema,
                        batch_stats=net.batch_stats if batch_stats is None else batch_stats)
+
+
+def update_metrics(step: jax.Array, schedule: optax.Schedule, net: NetState, grads: Any, new_net: NetState
+                   ) -> dict[str, jax.Array]:
+    """The metrics every task logs about one update of `net` into `new_net` at `step`: the learning rate in force
+    (schedule x the optimiser's multiplier), the gradient's norm and the new parameters' norm (it catches a step
+    whose update overflowed even though its loss and gradient were still finite)."""
+    return {'lr': jnp.asarray(schedule(step), jnp.float32) * transforms.rate_multiplier(net.opt_state),
+            'grad_norm': optax.global_norm(grads), 'param_norm': optax.global_norm(new_net.params)}
