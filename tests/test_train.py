@@ -53,6 +53,7 @@ def test_quickstart_shortened_learns(tmp_path, digits_dir):
     assert written['config']['model']['name'] == 'lenet5'
 
 
+@pytest.mark.slow  # two whole runs: in CI, out of the 3-minute loop
 def test_two_runs_same_seed_are_bitwise_identical(tmp_path, digits_dir):
     config = tiny_config(digits_dir)
     a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
@@ -65,6 +66,7 @@ def test_two_runs_same_seed_are_bitwise_identical(tmp_path, digits_dir):
     assert not np.array_equal(jax.tree.leaves(final_params(a))[0], jax.tree.leaves(final_params(c))[0])
 
 
+@pytest.mark.slow  # three whole runs: in CI, out of the 3-minute loop
 def test_preempted_run_resumes_to_the_same_result(tmp_path, digits_dir, monkeypatch):
     """A SIGTERM-style stop after step 4 saves; the rerun resumes (state, RNG, data position) and matches."""
     config = tiny_config(digits_dir)
