@@ -101,6 +101,7 @@ def detection_eval(*, every: str = '', results_key: str = 'eval', method: str = 
     ev.score_threshold = 0.05
     ev.max_detections = 100
     ev.write_devkit = True
+    ev.proposals = ''  # '' = config.detection.proposals; 'rpn': a Faster R-CNN's own RPN (convnets/tasks/faster_rcnn.py)
     ev.truncated_svd = ()  # (fc6, fc7) ranks, e.g. (1024, 256): Fast R-CNN sec. 3.1 (convnets/evaluate/detection.py)
     ev.scales = ()  # test image pyramid, e.g. (480, 576, 688, 864, 1200) (sec. 5.2); () = the data's single scale
     ev.max_size = 2000  # the pyramid's longer-side cap (the authors' multiscale.yml)

@@ -13,7 +13,9 @@ evaluation, with their detections and ground truth drawn, go to TensorBoard as `
 (`convnets.visualize.detections.DetectionPictures`).
 
 Config entry fields (see `experiments.detection.detection_eval`): `method` ('11point' | 'area'), `nms_iou`,
-`score_threshold`, `max_detections`, `write_devkit`, and two test-time options of Fast R-CNN:
+`score_threshold`, `max_detections`, `write_devkit`, `proposals` ('' = `config.detection.proposals`; 'rpn' tests a
+Faster R-CNN with its own RPN's proposals, `convnets.tasks.faster_rcnn.detect_outputs`, e.g. after a 4-step
+stage that trained the head on cached ones), and two test-time options of Fast R-CNN:
 - `truncated_svd` (t6, t7): fc6 / fc7 replaced by their rank-t truncated SVDs before testing (sec. 3.1; the paper's
   VGG16 uses (1024, 256)); computed on the host from the evaluated parameters at each evaluation, as the authors'
   tools/compress_net.py (`convnets.models.detection.svd`). Empty: the trained layers.
@@ -103,20 +105,32 @@ def class_names(data: ConfigDict) -> list[str]:
     return list(info.features['objects']['label'].names)
 
 
+def proposal_source(config: ConfigDict, ev: ConfigDict) -> str:
+    """Where the tested boxes come from: the entry's `proposals` if set, else `config.detection.proposals`."""
+    return ev.get('proposals') or config.detection.proposals
+
+
 def predict_detections(config: ConfigDict, model, variables, batch: dict[str, jax.Array], ev: ConfigDict
                        ) -> dict[str, jax.Array]:
     """Per image of a device's slice: up to `max_detections` boxes [B, D, 4], scores, 0-based classes (-1 pad)."""
-    from convnets.tasks.detection import proposals  # the task module imports this one
+    from convnets.tasks import faster_rcnn  # the task modules import this one
+    from convnets.tasks.detection import proposals
 
-    props, prop_mask = proposals(config, batch)
     b, h, w = batch['image'].shape[:3]
     size = batch['image_size'].astype(jnp.float32) if 'image_size' in batch else jnp.tile(
         jnp.array([[h, w]], jnp.float32), (b, 1))
     scales = tuple(int(s) for s in ev.get('scales', ()) or ())
-    if scales:
+    if proposal_source(config, ev) == 'rpn':  # Faster R-CNN: the RPN's proposals, one conv pass for both parts
+        if scales:
+            raise ValueError('multi-scale testing (evals.*.scales) is a Fast R-CNN option; Faster R-CNN tests at '
+                             'the single scale of the data (Ren et al. sec. 4).')
+        props, prop_mask, logits, deltas = faster_rcnn.detect_outputs(config, model, variables, batch)
+    elif scales:
+        props, prop_mask = proposals(config, batch)
         logits, deltas = model.apply(variables, batch['image'], size, props, scales, int(ev.max_size),
                                      int(ev.data_scale), method='multiscale')
     else:
+        props, prop_mask = proposals(config, batch)
         logits, deltas = model.apply(variables, batch['image'], props, train=False)
     scores = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     boxes = box_ops.decode(deltas.astype(jnp.float32), props[:, :, None, :], tuple(config.detection.box_weights))

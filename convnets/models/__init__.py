@@ -7,6 +7,7 @@ from convnets.models import (  # noqa: F401  (imported for registration)
     alexnet,
     convnet,
     fast_rcnn,
+    faster_rcnn,
     googlenet,
     lenet,
     resnet,

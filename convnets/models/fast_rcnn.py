@@ -12,6 +12,12 @@ checkpoint of this project (trained, or imported from torchvision / Keras) initi
 are replaced with the two sibling layers"). Smaller ``stage_widths`` / ``fc_features`` / ``num_pools`` give the
 CPU-sized detector of the quickstart.
 
+Backbone ``'zf'`` (Faster R-CNN's small net, Ren et al. 2015 sec. 4.1 and py-faster-rcnn's ZF prototxts): ZF Net's
+conv1-conv5 (``convnets.models.zfnet``: same layer names, kernel shapes and contrast normalisation after pool1 /
+pool2, so a ZF Net checkpoint of this project initialises it by name) without pool5: conv5 at stride 16, 6x6 RoIs.
+Conv paddings are py-faster-rcnn's (conv1 3, conv2 2, conv3-5 1) rather than the classifier's (1, 0, 1), so the
+maps stay aligned with the image at stride 16 (600 px -> 300 -> 150 -> 75 -> 37); the weights do not change.
+
 Heads: ``cls_score_layer`` (K+1 logits) initialised N(0, 0.01), ``bbox_pred_layer`` (4K offsets, normalised
 targets; sec. 2.3 and the authors' prototxts) N(0, 0.001), biases 0. Dropout 0.5 after fc6 and fc7 in training.
 
@@ -37,14 +43,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from convnets.models import vgg
+from convnets.models import vgg, zfnet
 from convnets.models.detection import pyramid
 from convnets.models.detection.roi_pool import roi_max_pool
-from convnets.models.layers import max_pool, param_name
+from convnets.models.layers import LocalResponseNorm, max_pool, param_name
 from convnets.models.registry import register
 
 Array = jax.Array
 FC_LAYERS = ('fc6', 'fc7')
+BACKBONES = ('vgg', 'zf')
+# ZF Net's conv layers in a detector (py-faster-rcnn models/pascal_voc/ZF): (features, kernel, stride, padding).
+ZF_CONVS = {'conv1': (96, 7, 2, 3), 'conv2': (256, 5, 2, 2), 'conv3': (384, 3, 1, 1), 'conv4': (384, 3, 1, 1),
+            'conv5': (256, 3, 1, 1)}
 
 
 @register('fast_rcnn')
@@ -52,6 +62,7 @@ class FastRCNN(nn.Module):
     """Fast R-CNN on a VGG-style conv body (see the module docstring)."""
 
     num_classes: int = 20  # K object classes (VOC: 20); the softmax has K + 1 outputs (0 = background)
+    backbone: str = 'vgg'  # 'vgg' (vgg_config, stage_widths, num_pools) or 'zf' (ZF Net's conv1-conv5, stride 16)
     vgg_config: str = 'D'  # VGG16 (the paper's large model L)
     stage_widths: tuple[int, ...] = vgg.STAGE_WIDTHS
     num_pools: int = 4  # pools after the first 4 stages: conv5_3 at stride 16
@@ -68,7 +79,12 @@ class FastRCNN(nn.Module):
     @property
     def spatial_scale(self) -> float:
         """Feature-map pixels per image pixel (1/16 for VGG16)."""
-        return 1.0 / 2 ** self.num_pools
+        return 1.0 / self.stride
+
+    @property
+    def stride(self) -> int:
+        """Image pixels per feature-map pixel (16 for VGG16 and ZF Net)."""
+        return 16 if self.backbone == 'zf' else 2 ** self.num_pools
 
     def _init(self, paper_std: float) -> nn.initializers.Initializer:
         if self.weight_init == 'paper':
@@ -78,14 +94,25 @@ class FastRCNN(nn.Module):
         raise ValueError(f"FastRCNN.weight_init must be 'paper' or 'he', got {self.weight_init!r}")
 
     def setup(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f'FastRCNN.backbone must be one of {BACKBONES}, got {self.backbone!r}')
+        if self.backbone == 'zf':
+            self._setup_zf()
+        else:
+            self._setup_vgg()
+        self._setup_head()
+
+    def _setup_zf(self) -> None:
+        for name, (features, k, stride, pad) in ZF_CONVS.items():
+            setattr(self, param_name(name), nn.Conv(features, (k, k), strides=(stride, stride),
+                                                    padding=((pad, pad), (pad, pad)), kernel_init=self._init(0.01)))
+        self.norm = LocalResponseNorm()  # ZF Net's contrast normalisation (the project's constants, zfnet.py)
+
+    def _setup_vgg(self) -> None:
         if vgg.CONFIGS.get(self.vgg_config) is None:
             raise ValueError(f'FastRCNN.vgg_config must be one of {", ".join(vgg.CONFIGS)}, got {self.vgg_config!r}')
         if not 0 <= self.num_pools <= len(self.stage_widths):
             raise ValueError(f'FastRCNN.num_pools={self.num_pools} must be in [0, {len(self.stage_widths)}]')
-        ranks = tuple(self.svd_ranks) if self.svd_ranks is not None else (0, 0)
-        if len(ranks) != 2 or any(r < 0 for r in ranks):
-            raise ValueError(f'FastRCNN.svd_ranks must be None or two ranks >= 0 (fc6, fc7; 0 = not compressed), '
-                             f'got {self.svd_ranks!r}')
         # Layers are attributes named exactly as the compact VGG names them, so parameter trees (and checkpoints)
         # are VGG's; setup (rather than @compact) lets the parts be applied on their own (method=...).
         kernels = vgg.CONFIGS[self.vgg_config][: len(self.stage_widths)]
@@ -94,6 +121,12 @@ class FastRCNN(nn.Module):
                 setattr(self, param_name(vgg.conv_name(s, i)), nn.Conv(
                     width, (k, k), strides=vgg.CONV_STRIDES, padding=vgg.conv_padding(k),
                     kernel_init=self._init(0.01)))
+
+    def _setup_head(self) -> None:
+        ranks = tuple(self.svd_ranks) if self.svd_ranks is not None else (0, 0)
+        if len(ranks) != 2 or any(r < 0 for r in ranks):
+            raise ValueError(f'FastRCNN.svd_ranks must be None or two ranks >= 0 (fc6, fc7; 0 = not compressed), '
+                             f'got {self.svd_ranks!r}')
         for name, rank in zip(FC_LAYERS, ranks, strict=True):
             if rank:  # compress_net.py: fc_L has no bias; fc_U holds U_t and the layer's bias
                 setattr(self, param_name(f'{name}_L'), nn.Dense(rank, use_bias=False))
@@ -109,6 +142,13 @@ class FastRCNN(nn.Module):
 
     def features(self, x: Array) -> Array:
         """The shared conv feature map [B, h, w, C] of images [B, H, W, 3]."""
+        if self.backbone == 'zf':
+            for name in ZF_CONVS:
+                x = nn.relu(getattr(self, param_name(name))(x))
+                if name in zfnet.POOLED_CONVS:  # zfnet.py: pool, then normalise (Fig. 3); no pool5 here
+                    x = self.norm(max_pool(x, zfnet.POOL_WINDOW, zfnet.POOL_STRIDE, ceil_mode=zfnet.POOL_CEIL_MODE))
+            self.sow('intermediates', 'features', x)
+            return x
         kernels = vgg.CONFIGS[self.vgg_config][: len(self.stage_widths)]
         for s, ks in enumerate(kernels, start=1):
             for i in range(1, len(ks) + 1):

@@ -162,6 +162,7 @@ class Detection(base.SingleNetwork):
     sampling and loss of `config.detection`."""
 
     evaluators = {'detection': detection_eval.make_evaluator, 'rcnn_svm': rcnn_svm.make_evaluator}  # SVMs: Table 8
+    proposal_sources: tuple[str, ...] = PROPOSALS  # what detection.proposals may name (Faster R-CNN adds 'rpn')
 
     def run_config(self, config: ConfigDict) -> dict[str, Any]:
         keys = ('proposals', 'grid_sizes', 'grid_ratios', 'grid_stride', 'rois_per_image', 'fg_fraction', 'fg_iou',
@@ -174,8 +175,8 @@ class Detection(base.SingleNetwork):
         det = config.get('detection')
         if det is None:
             raise ValueError("task='detection' needs a config.detection section (see experiments/detection.py).")
-        if det.proposals not in PROPOSALS:
-            raise ValueError(f'detection.proposals must be one of {PROPOSALS}, got {det.proposals!r}')
+        if det.proposals not in self.proposal_sources:
+            raise ValueError(f'detection.proposals must be one of {self.proposal_sources}, got {det.proposals!r}')
         if not 0 < det.fg_fraction <= 1 or det.rois_per_image < 1:
             raise ValueError(f'detection.fg_fraction={det.fg_fraction} must be in (0, 1] and rois_per_image='
                              f'{det.rois_per_image} >= 1 (Fast R-CNN: 0.25 of 64).')
