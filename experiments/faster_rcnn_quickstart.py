@@ -1,0 +1,37 @@
+"""Faster R-CNN quickstart: a small Faster R-CNN (Ren et al. 2015) trained from scratch on the embedded digit scenes.
+
+Reproduces: the Region Proposal Network end to end on data that needs no download: anchors of several scales and
+ratios at every feature position, the 256-anchor minibatch (IoU >= 0.7 / best anchor positive, < 0.3 negative,
+boundary anchors ignored), eq. 1's loss, proposals by NMS 0.7, and the Fast R-CNN head on those proposals, trained
+together by approximate joint training (sec. 3.2); tested with the RPN's proposals, per-class NMS 0.3 and VOC 2007
+11-point mAP on held-out scenes. The Fast R-CNN quickstart (experiments/fast_rcnn_quickstart.py) is the same
+detector on fixed grid proposals: the pair shows what learned proposals change.
+Deviations for a CPU: the quickstart Fast R-CNN body (VGG-A-shaped, 3 stages of 32-64-128 maps, stride 4, from
+scratch with He initialisation, 256-wide fc layers without dropout, 5x5 RoIs); anchors sized for digits (12-46 px,
+ratios 1 and 1.6) instead of 128-512 px; a 128-wide RPN conv; fewer proposals (2000 / 300 pre / post NMS in
+training, 1000 / 100 at test) for 128 px images; min_size 4 px.
+
+Run:
+  python -m convnets.main --config=experiments/faster_rcnn_quickstart.py --workdir=/tmp/faster_rcnn_quickstart
+Hardware/time and the measured mAP: WORKSPACE.md.
+"""
+
+from experiments import fast_rcnn_quickstart, faster_rcnn
+
+
+def get_config():
+    c = fast_rcnn_quickstart.get_config()
+    c.task = 'faster_rcnn'
+    c.model.name = 'faster_rcnn'
+    c.model.rpn_channels = 128
+    c.model.anchor_sizes = (12.0, 17.0, 24.0, 34.0, 46.0)  # the scenes' digit sizes (the grid proposals' sizes)
+    c.model.anchor_ratios = (1.0, 1.6)  # height : width, as the grid proposals
+    c.detection.proposals = 'rpn'
+    c.detection.bg_iou_low = 0.0
+    c.rpn = faster_rcnn.rpn_config()
+    c.rpn.min_size = 4.0
+    c.rpn.train_pre_nms_top_n = 2000
+    c.rpn.train_post_nms_top_n = 300
+    c.rpn.test_pre_nms_top_n = 1000
+    c.rpn.test_post_nms_top_n = 100
+    return c
