@@ -101,7 +101,7 @@ def detection_eval(*, every: str = '', results_key: str = 'eval', method: str = 
     ev.score_threshold = 0.05
     ev.max_detections = 100
     ev.write_devkit = True
-    ev.proposals = ''  # '' = config.detection.proposals; 'rpn': a Faster R-CNN's own RPN (convnets/tasks/faster_rcnn.py)
+    ev.proposals = ''  # '' = config.detection.proposals; 'rpn': a Faster R-CNN's own RPN (tasks/faster_rcnn.py)
     ev.truncated_svd = ()  # (fc6, fc7) ranks, e.g. (1024, 256): Fast R-CNN sec. 3.1 (convnets/evaluate/detection.py)
     ev.scales = ()  # test image pyramid, e.g. (480, 576, 688, 864, 1200) (sec. 5.2); () = the data's single scale
     ev.max_size = 2000  # the pyramid's longer-side cap (the authors' multiscale.yml)
@@ -133,3 +133,33 @@ def get_config() -> config_dict.ConfigDict:
     c.evals.val = detection_eval()
     c.optimizer.plateau_metric = ''
     return c
+
+
+def proposal_recall_eval(source: str = 'rpn', *, split: str = '', preprocess: str = '', write_cache: bool = False,
+                         every: str = '', results_key: str = 'proposals') -> config_dict.ConfigDict:
+    """A 'proposal_recall' evaluator entry (convnets/evaluate/proposal_recall.py): recall vs IoU for 300 / 1000 /
+    2000 proposals and recall vs the number of proposals at IoU 0.5 / 0.7 (Faster R-CNN Fig. 4) of `source`
+    ('rpn', 'batch': the cached proposals of the batch, 'grid'), with PNG plots and curves.json under
+    <workdir>/proposals/<evaluator>/; `write_cache`: the split's proposals as a cache (`load_proposals` reads it),
+    made as py-faster-rcnn's rpn_generate: no pre-NMS cut (-1), the 2000 best after NMS. For the training split
+    give `split` and a no-flip `preprocess` of it (e.g. voc_spec(c, 'train_split', flip=False))."""
+    ev = config_dict.ConfigDict()
+    ev.type = 'proposal_recall'
+    ev.every = every
+    ev.at_end = True
+    ev.results_key = results_key
+    ev.net = 'model'
+    ev.source = source
+    ev.label = ''  # the legend's name of this run ('' = the source's, e.g. 'RPN')
+    ev.split = split  # '' = data.eval_split
+    ev.preprocess = preprocess  # '' = data.eval_preprocess
+    ev.counts = (300, 1000, 2000)  # proposals per image of the recall-vs-IoU curves
+    ev.iou_thresholds = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))  # 0.5:0.05:0.95
+    ev.proposal_ious = (0.5, 0.7)  # IoUs of the recall-vs-number-of-proposals curves
+    ev.matching = 'best'  # 'best' IoU per gt box; 'one_to_one': py-faster-rcnn imdb.evaluate_recall's greedy
+    ev.pre_nms_top_n = -1  # RPN: -1 all anchors, 0 = rpn.test_pre_nms_top_n
+    ev.post_nms_top_n = 2000  # RPN: 0 = rpn.test_post_nms_top_n
+    ev.write_cache = write_cache
+    ev.cache_dir = ''  # '' = <workdir>/proposals
+    ev.compare = ()  # curves.json files of other runs drawn dashed on the same axes
+    return ev

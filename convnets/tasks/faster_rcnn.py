@@ -168,50 +168,51 @@ def rpn_loss(config: ConfigDict, logits: jax.Array, deltas: jax.Array, labels: j
                              'rpn_fg_anchors': jnp.mean(jnp.sum(labels == rpn_targets.FOREGROUND, -1))}
 
 
+def loss_and_parts(config: ConfigDict, model: nn.Module, params: Any, batch: Mapping[str, jax.Array],
+                   dropout_key: jax.Array, image_keys: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The loss of `config.rpn.train` on one device's slice (see the module docstring) and its named parts."""
+    mode, det_proposals = config.rpn.train, config.detection.proposals
+    anchor_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(image_keys)
+    roi_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(image_keys)
+    sizes = image_sizes(batch)
+    variables = {'params': params}
+    fmap = model.apply(variables, batch['image'], method='features')
+    loss, parts = jnp.zeros((), jnp.float32), {}
+    props = None
+    if mode in ('joint', 'rpn') or det_proposals == 'rpn':
+        logits, deltas = model.apply(variables, fmap, method='rpn')
+        anchors = jnp.asarray(model.anchors(fmap.shape[1], fmap.shape[2]))
+        if mode in ('joint', 'rpn'):
+            labels, targets = anchor_targets(config, anchors, anchor_keys, batch)
+            loss, parts = rpn_loss(config, logits, deltas, labels, targets, sizes, model.stride)
+        if mode in ('joint', 'detector'):  # the proposal layer stops gradients itself
+            p = propose(config, anchors, logits, deltas, sizes, min_sizes(config, batch),
+                        pre_nms_top_n=config.rpn.train_pre_nms_top_n, post_nms_top_n=config.rpn.train_post_nms_top_n)
+            props = (p.boxes, p.valid)
+    if mode in ('joint', 'detector'):
+        if props is None:
+            props = detection.proposals(config, batch)
+        s = detection.sample_rois(config, roi_keys, *props, batch)
+        # No derivative w.r.t. the RoI coordinates (approximate joint training, sec. 3.2).
+        pooled = model.apply(variables, fmap, lax.stop_gradient(s['rois']), method='pool')
+        cls_logits, box_deltas = model.apply(variables, pooled, train=True, rngs={'dropout': dropout_key},
+                                             method='head')
+        det_loss, det_parts = detection.detection_loss(config, cls_logits, box_deltas, s)
+        loss = loss + det_loss
+        parts = parts | {'det_loss': det_loss, **det_parts}
+    return loss, parts
+
+
 def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, *, axis_name: str, loss_is_global: bool) -> base.StepFn:
     """One SGD step of a Faster R-CNN (`config.rpn.train`: joint, rpn or detector) on one device's slice."""
-    mode = config.rpn.train
-    det_proposals = config.detection.proposals
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, Any]]:
         dropout_key, image_keys = detection.step_keys(state, batch, axis_name)
-        anchor_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(image_keys)
-        roi_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(image_keys)
         net = state.nets[NET]
-        sizes, mins = image_sizes(batch), min_sizes(config, batch)
-
-        def loss_fn(params):
-            variables = {'params': params}
-            fmap = model.apply(variables, batch['image'], method='features')
-            loss, parts = jnp.zeros((), jnp.float32), {}
-            props = None
-            if mode in ('joint', 'rpn') or det_proposals == 'rpn':
-                logits, deltas = model.apply(variables, fmap, method='rpn')
-                anchors = jnp.asarray(model.anchors(fmap.shape[1], fmap.shape[2]))
-                if mode in ('joint', 'rpn'):
-                    labels, targets = anchor_targets(config, anchors, anchor_keys, batch)
-                    loss, parts = rpn_loss(config, logits, deltas, labels, targets, sizes, model.stride)
-                if mode in ('joint', 'detector'):  # the proposal layer stops gradients itself
-                    p = propose(config, anchors, logits, deltas, sizes, mins,
-                                pre_nms_top_n=config.rpn.train_pre_nms_top_n,
-                                post_nms_top_n=config.rpn.train_post_nms_top_n)
-                    props = (p.boxes, p.valid)
-            if mode in ('joint', 'detector'):
-                if props is None:
-                    props = detection.proposals(config, batch)
-                s = detection.sample_rois(config, roi_keys, *props, batch)
-                # No derivative w.r.t. the RoI coordinates (approximate joint training, sec. 3.2).
-                pooled = model.apply(variables, fmap, lax.stop_gradient(s['rois']), method='pool')
-                cls_logits, box_deltas = model.apply(variables, pooled, train=True, rngs={'dropout': dropout_key},
-                                                     method='head')
-                det_loss, det_parts = detection.detection_loss(config, cls_logits, box_deltas, s)
-                loss = loss + det_loss
-                parts = parts | {'det_loss': det_loss, **det_parts}
-            return loss, parts
-
-        (loss, parts), grads = sgd.global_value_and_grad(loss_fn, net.params, axis_name=axis_name,
-                                                         loss_is_global=loss_is_global)
+        (loss, parts), grads = sgd.global_value_and_grad(
+            lambda p: loss_and_parts(config, model, p, batch, dropout_key, image_keys), net.params,
+            axis_name=axis_name, loss_is_global=loss_is_global)
         new_net = sgd.apply_gradients(net, grads, tx, ema_decay=config.ema_decay)
         metrics = {'loss': loss, **{k: lax.pmean(v, axis_name) for k, v in parts.items()},
                    **sgd.update_metrics(state.step, schedule, net, grads, new_net)}
