@@ -3,6 +3,9 @@
 --mode=detect --images=DIR_OR_GLOB runs a detection run's latest checkpoint on your own JPEG / PNG files and writes
 detections.json and pictures with labelled boxes to --detect_out (default <workdir>/detect; see convnets.detect).
 
+A staged config (config.stages, e.g. Faster R-CNN's 4-step training) trains every stage in order in
+<workdir>/<stage> (see convnets.train.stages); eval, visualize and detect read its last stage, or --stage=NAME.
+
 Any config field can be overridden, e.g. `--config.batch_size=256 --config.optimizer.learning_rate=0.05`.
 Multi-host: pass --distributed (or --coordinator_address/--num_processes/--process_id, or the CONVNETS_* environment
 variables, see convnets.parallel.initialize_distributed); JAX is then initialised before any device is touched.
@@ -37,6 +40,8 @@ flags.DEFINE_integer('detect_max_detections', None, "--mode=detect: at most this
                      "config's detection evaluator, max_detections).")
 flags.DEFINE_float('detect_draw_threshold', None, '--mode=detect: draw detections scoring at least this in the '
                    'pictures (default 0.5; the JSON keeps every detection).')
+flags.DEFINE_string('stage', None, '--mode=eval, visualize or detect on a staged config (config.stages): the stage '
+                    'read (default: the last one). --mode=train runs every stage in order.')
 flags.DEFINE_bool('distributed', False, 'Initialise jax.distributed (multi-host); auto-detects the cluster.')
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for --distributed.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes, for --distributed.')
@@ -65,16 +70,22 @@ def _run(extra_images: list[str]) -> None:
     import tensorflow as tf
     tf.config.set_visible_devices([], 'GPU')  # tf.data is only the input pipeline; keep accelerators for JAX.
 
-    from convnets.train import loop
-    config = FLAGS.config
+    from convnets.train import loop, stages
+    config, workdir = FLAGS.config, FLAGS.workdir
     logging.info('Config:\n%s', config)
+    staged_training = FLAGS.mode == 'train' and stages.is_staged(config)
+    if FLAGS.mode == 'train' and FLAGS.stage:
+        raise ValueError(f'--stage={FLAGS.stage} selects the stage that --mode=eval, visualize or detect reads; '
+                         f'--mode=train runs every stage in order (finished ones are kept): drop --stage.')
+    if not staged_training:  # The stage read (default: the last), or the config itself for an ordinary run.
+        config, workdir = stages.select(config, workdir, FLAGS.stage)
     if FLAGS.mode == 'detect':
         from convnets import detect
         images = [*(FLAGS.images or ()), *extra_images]
         if not images:
             raise ValueError('--mode=detect needs --images=DIR_OR_GLOB (a directory of JPEG / PNG files, a file, or a '
                              'quoted glob pattern).')
-        found = detect.detect_images(config, FLAGS.workdir, images,
+        found = detect.detect_images(config, workdir, images,
                                      out_dir=FLAGS.detect_out, score_threshold=FLAGS.detect_score_threshold,
                                      max_detections=FLAGS.detect_max_detections,
                                      draw_threshold=FLAGS.detect_draw_threshold)
@@ -83,13 +94,16 @@ def _run(extra_images: list[str]) -> None:
         return
     if FLAGS.mode == 'visualize':
         from convnets.visualize import report
-        written = report.visualize(config, FLAGS.workdir)
+        written = report.visualize(config, workdir)
         print(json.dumps({'index': str(written['index']), 'files': len(written['files'])}), flush=True)
         return
-    if FLAGS.mode == 'train':
-        results = loop.train_and_evaluate(config, FLAGS.workdir)
+    if staged_training:
+        results = stages.run(config, workdir)
+        config = stages.stage_config(config, stages.names(config)[-1], workdir)  # The last stage's evaluations.
+    elif FLAGS.mode == 'train':
+        results = loop.train_and_evaluate(config, workdir)
     else:
-        results = loop.evaluate_checkpoint(config, FLAGS.workdir)
+        results = loop.evaluate_checkpoint(config, workdir)
     if results is None:
         # Preempted after a durable checkpoint. Exit at once: tearing down the input pipeline's threads can block
         # (seen with several processes), and the scheduler's grace period is short.

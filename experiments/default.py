@@ -23,6 +23,9 @@ Schema
   evals.<name>.*           evaluations: type, split, cadence (every, at_end), results_key, and the type's own
                            fields (classification: views, batch_keys, model_overrides; see `classification_eval`).
   parallel                 'shard_map' (main path: jax.jit(jax.shard_map(...))) or 'pmap'.
+  stages, stage_configs    a multi-stage experiment (`convnets.train.stages`): stage names in run order, and per
+                           stage a partial config merged into this one; 'stage:<name>[/<rest>]' values name an
+                           earlier stage's workdir. () : an ordinary one-stage run.
 """
 
 from ml_collections import config_dict
@@ -111,6 +114,9 @@ def get_config() -> config_dict.ConfigDict:
     # least 1) stops the run like a NaN; 0 turns the check off.
     c.divergence_factor = 1000.0
     c.parallel = 'shard_map'  # Train step path; evaluations always run under shard_map.
+    # Multi-stage experiments (convnets.train.stages): names in run order; per name, overrides of this config.
+    c.stages = ()
+    c.stage_configs = config_dict.ConfigDict()
     # --mode=visualize (convnets.visualize.report): pictures drawn from the latest checkpoint.
     c.visualize = config_dict.ConfigDict()
     c.visualize.split = ''  # '' -> data.eval_split.
