@@ -2,9 +2,14 @@
 
 Faster R-CNN's 4-step alternating training (Ren et al. 2015, sec. 3.2) is the model: (1) an RPN from ImageNet
 weights; (2) a Fast R-CNN from ImageNet weights on step 1's proposals; (3) the RPN re-initialised from the detector
-with the shared convolutions frozen; (4) the Fast R-CNN head fine-tuned with the shared convolutions frozen
-(py-faster-rcnn's tools/train_faster_rcnn_alt_opt.py runs the same four solvers one after another, each starting from
-the previous one's caffemodel). Nothing here knows a task: GAN pretraining or video fine-tuning stage the same way.
+with the shared convolutions frozen; (4) the Fast R-CNN head fine-tuned with the shared convolutions frozen.
+py-faster-rcnn's tools/train_faster_rcnn_alt_opt.py runs the four solvers one after another, passing each stage the
+path of an earlier one's final caffemodel (stage-1 Fast R-CNN: ImageNet; stage-2 RPN: the stage-1 Fast R-CNN;
+stage-2 Fast R-CNN: the stage-2 RPN) or of its proposal file, and ships a copy of the last stage's model; here
+'stage:' references pass those paths and the last stage is what the run reads. Nothing here knows a task: GAN
+pretraining or video fine-tuning stage the same way. (Files a later stage needs, such as an RPN's proposals, are
+written by an `at_end` evaluator of the earlier stage into its workdir: results.json, which marks a stage finished,
+is written after its final evaluations.)
 
 Config (experiments/default.py):
   stages          names of the stages in run order; () is an ordinary one-stage run. A name is a simple path
@@ -34,7 +39,9 @@ then calls `loop.train_and_evaluate` for each stage in order. A finished stage (
 not retrained (the loop returns its results.json as it is); an unfinished one resumes from its newest intact
 checkpoint; a later stage's `init_from` only matters when that stage has no checkpoint yet. A preemption request
 stops the runner after the stage's checkpoint (None is returned); rerunning the same command continues there. A
-WorkdirLock on the top workdir keeps two runners from interleaving (each stage also locks its own workdir).
+WorkdirLock on the top workdir keeps two runners from interleaving (each stage also locks its own workdir). Changing
+an earlier stage (say, a longer schedule) continues that stage but does not retrain the later ones, whose
+checkpoints came from its old weights: delete their directories to retrain them.
 """
 
 from __future__ import annotations
@@ -95,7 +102,7 @@ def stage_config(config: ConfigDict, name: str, workdir: str) -> ConfigDict:
         raise ValueError(f'Unknown stage {name!r}; the stages of this config are {", ".join(order) or "none"}.')
     # One deep copy of the whole tree keeps the FieldReferences linked inside it (lazy strings follow their fields).
     c = copy.deepcopy(config)
-    overrides = c.stage_configs.get(name)
+    overrides = (c.get('stage_configs') or {}).get(name)
     with c.unlocked():
         c.stages = ()
         c.stage_configs = ConfigDict()
