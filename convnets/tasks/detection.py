@@ -34,7 +34,7 @@ from jax import lax
 from ml_collections import ConfigDict
 
 from convnets.evaluate import detection as detection_eval
-from convnets.evaluate import rcnn_svm
+from convnets.evaluate import proposal_recall, rcnn_svm
 from convnets.models.detection import boxes as box_ops
 from convnets.models.detection import losses, sampling
 from convnets.tasks import base, sgd
@@ -161,7 +161,8 @@ class Detection(base.SingleNetwork):
     """One region-based detector (`config.model`, e.g. 'fast_rcnn_vgg16'), SGD from `config.optimizer`, the
     sampling and loss of `config.detection`."""
 
-    evaluators = {'detection': detection_eval.make_evaluator, 'rcnn_svm': rcnn_svm.make_evaluator}  # SVMs: Table 8
+    evaluators = {'detection': detection_eval.make_evaluator, 'rcnn_svm': rcnn_svm.make_evaluator,  # SVMs: Table 8
+                  'proposal_recall': proposal_recall.make_evaluator}  # Faster R-CNN Fig. 4, proposal caches
     proposal_sources: tuple[str, ...] = PROPOSALS  # what detection.proposals may name (Faster R-CNN adds 'rpn')
 
     def run_config(self, config: ConfigDict) -> dict[str, Any]:
