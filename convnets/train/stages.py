@@ -169,7 +169,8 @@ def _resolve(c: ConfigDict, workdir: str, stage: str, order: Sequence[str], pref
         if isinstance(value, str) and value.startswith(PREFIX):
             return _target(value, workdir, stage, order, path)
         if isinstance(value, tuple | list):
-            return type(value)(fix(v, f'{path}[{i}]') for i, v in enumerate(value))
+            items = [fix(v, f'{path}[{i}]') for i, v in enumerate(value)]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else type(value)(items)
         return value
 
     def fix_reference(ref: FieldReference, path: str) -> None:
