@@ -105,7 +105,7 @@ def test_plots_draw_every_series(tmp_path):
     other = curves | {'label': 'SS'}
     for fn, name in ((plots.recall_vs_iou, 'iou.png'), (plots.recall_vs_proposals, 'n.png')):
         image = np.asarray(Image.open(fn(str(tmp_path / name), [curves, other])))
-        assert image.shape == (plots.HEIGHT, plots.WIDTH, 3)
+        assert image.shape == (plots.HEIGHT + 2 * plots.LEGEND_ROW + 10, plots.WIDTH, 3)  # 4 legend rows, 2 columns
         for colour in plots.COLOURS[:4]:  # 2 series per source, each in its own colour
             assert np.all(image == colour, axis=-1).sum() > 50, colour
 
@@ -160,7 +160,7 @@ def test_grid_proposals_on_digit_scenes(tmp_path, scenes_dir):
     assert curves['label'] == 'grid windows' and curves['step'] == 3 and curves['num_proposals'][-1] == 640
     assert curves['recall_vs_proposals']['0.5'][curves['num_proposals'].index(300)] == results['recall/300@0.5']
     for png in ('recall_vs_iou.png', 'recall_vs_proposals.png'):
-        assert Image.open(directory / png).size == (plots.WIDTH, plots.HEIGHT)
+        assert Image.open(directory / png).size == (plots.WIDTH, plots.HEIGHT + 2 * plots.LEGEND_ROW + 10)
     cache = P.read(str(tmp_path / 'proposals'), 'convnets_digit_scenes', 'test')
     assert sorted(cache.filenames) == sorted(cached) and cache.manifest['source'] == 'grid'
     for name, boxes in cached.items():

@@ -2,7 +2,7 @@
 
 Drawn with Pillow, which the project already writes its pictures with (`convnets.visualize.images.save_png`), so
 that the evaluator needs no plotting library: axes with ticks and a light grid, one polyline per series (solid or
-dashed), a legend in the lower left. `recall_vs_iou` / `recall_vs_proposals` take the curves JSON that
+dashed), the legend under the plot. `recall_vs_iou` / `recall_vs_proposals` take the curves JSON that
 `convnets.evaluate.proposal_recall` writes (one per source: this run, and e.g. a selective-search run to overlay).
 """
 
@@ -20,6 +20,7 @@ from convnets.visualize.images import save_png
 
 WIDTH, HEIGHT = 720, 520
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 40, 60  # margins around the axes box
+LEGEND_ROW = 18  # the legend goes under the plot, one row per series (two columns for more than 3)
 # Tableau-like colours, one per series.
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
@@ -52,7 +53,9 @@ def line_plot(path: str, series: Sequence[Series], *, title: str, xlabel: str, y
               xlim: tuple[float, float], ylim: tuple[float, float] = (0.0, 1.0), xticks: Sequence[float] = (),
               yticks: Sequence[float] = (), xlog: bool = False) -> str:
     """Draws `series` on one pair of axes (x logarithmic if `xlog`) and writes the PNG `path`; returns `path`."""
-    image = Image.new('RGB', (WIDTH, HEIGHT), (255, 255, 255))
+    columns = 1 if len(series) <= 3 else 2
+    legend_rows = -(-len(series) // columns)
+    image = Image.new('RGB', (WIDTH, HEIGHT + LEGEND_ROW * legend_rows + 10), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     font, small = _font(15), _font(12)
     x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
@@ -83,7 +86,11 @@ def line_plot(path: str, series: Sequence[Series], *, title: str, xlabel: str, y
     for s in series:
         points = [px(x, y) for x, y in zip(s.x, s.y, strict=True) if (x > 0 or not xlog) and np.isfinite(y)]
         _polyline(draw, points, s.colour, s.dashed)
-    _legend(draw, series, small, x0 + 10, y1 - 10)
+    for i, s in enumerate(series):  # the legend under the x label, column by column
+        x = x0 + (i // legend_rows) * (x1 - x0) / columns
+        y = HEIGHT + LEGEND_ROW * (i % legend_rows) + LEGEND_ROW / 2
+        _polyline(draw, [(x, y), (x + 26, y)], s.colour, s.dashed)
+        draw.text((x + 32, y), s.label, fill=(0, 0, 0), font=small, anchor='lm')
     return save_png(path, np.asarray(image))
 
 
@@ -108,19 +115,6 @@ def _polyline(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], colo
                           fill=colour, width=2)
             t += step
             carry += step
-
-
-def _legend(draw: ImageDraw.ImageDraw, series: Sequence[Series], font, x: float, bottom: float) -> None:
-    if not series:
-        return
-    rows = 18
-    width = 40 + max(draw.textlength(s.label, font=font) for s in series)
-    top = bottom - rows * len(series) - 6
-    draw.rectangle([x, top, x + width, bottom], fill=(255, 255, 255), outline=(160, 160, 160))
-    for i, s in enumerate(series):
-        y = top + 3 + rows * i + rows / 2
-        _polyline(draw, [(x + 6, y), (x + 30, y)], s.colour, s.dashed)
-        draw.text((x + 36, y), s.label, fill=(0, 0, 0), font=font, anchor='lm')
 
 
 def _log_ticks(lo: float, hi: float) -> list[float]:
