@@ -11,8 +11,8 @@ score_threshold, nms_iou and max_detections of the config's detection evaluator 
 and last). Boxes are mapped back to the ORIGINAL pixels through the scale the preprocessing applied
 (`image_scale` of resize_short_capped; otherwise the ratio of the preprocessed to the original size).
 
-Proposals: 'grid' configs need nothing more. 'batch' configs read cached selective search boxes in their spec
-(`load_proposals`), and a user's image is in no cache: selective search in R-CNN's fast mode
+Proposals: 'grid' and Faster R-CNN ('rpn') configs need nothing more. 'batch' configs read cached selective search
+boxes in their spec (`load_proposals`), and a user's image is in no cache: selective search in R-CNN's fast mode
 (`convnets.data.proposals.selective_search`, as `python -m convnets.data.make_proposals` makes caches) runs on the
 image and its boxes take the place of `load_proposals` (the first `max_proposals` of them, as the op keeps), so
 the ops after it move them with the image exactly as in the evaluation.
@@ -86,6 +86,9 @@ def read_image(path: str, channels: int = 3) -> np.ndarray:
         raise ValueError(f'{path}: not a readable JPEG or PNG image ({len(data)} bytes; {detail}). Remove it or '
                          f'narrow --images.') from None
     return image.numpy()
+
+
+DETECTOR_TASKS = ('detection', 'faster_rcnn')
 
 
 def split_at_proposals(spec: str) -> tuple[str, int | None, str]:
@@ -210,9 +213,11 @@ def to_original(out: dict[str, np.ndarray], scale: np.ndarray, height: int, widt
 
 
 def _check_config(config: ConfigDict) -> None:
-    if config.task != 'detection':
+    if config.task not in DETECTOR_TASKS:
         raise ValueError(f"--mode=detect runs a detector, but this config's task is {config.task!r}: use a "
-                         f"detection config (task='detection', e.g. experiments/fast_rcnn_quickstart.py).")
+                         f"detection config (task in {DETECTOR_TASKS}, e.g. experiments/fast_rcnn_quickstart.py).")
+    if config.detection.proposals == 'rpn':
+        return  # Faster R-CNN: the network proposes
     if config.detection.proposals != 'grid' and split_at_proposals(config.data.eval_preprocess)[1] is None:
         raise ValueError(f"--mode=detect makes the proposals of an image itself (grid windows, or selective search "
                          f"where data.eval_preprocess has load_proposals), but detection.proposals="

@@ -16,7 +16,7 @@ Backbone ``'zf'`` (Faster R-CNN's small net, Ren et al. 2015 sec. 4.1 and py-fas
 conv1-conv5 (``convnets.models.zfnet``: same layer names, kernel shapes and contrast normalisation after pool1 /
 pool2, so a ZF Net checkpoint of this project initialises it by name) without pool5: conv5 at stride 16, 6x6 RoIs.
 Conv paddings are py-faster-rcnn's (conv1 3, conv2 2, conv3-5 1) rather than the classifier's (1, 0, 1), so the
-maps stay aligned with the image at stride 16 (600 px -> 300 -> 150 -> 75 -> 37); the weights do not change.
+maps stay aligned with the image at stride 16 (600 x 1000 px -> 37 x 62); the weights do not change.
 
 Heads: ``cls_score_layer`` (K+1 logits) initialised N(0, 0.01), ``bbox_pred_layer`` (4K offsets, normalised
 targets; sec. 2.3 and the authors' prototxts) N(0, 0.001), biases 0. Dropout 0.5 after fc6 and fc7 in training.
