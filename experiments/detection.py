@@ -53,37 +53,44 @@ def _proposals_op(c: config_dict.ConfigDict, split_field: str, max_proposals: in
 
 def voc_spec(c: config_dict.ConfigDict, split_field: str, *, scales: int | tuple[int, ...] = 600,
              max_size: int = 1000, flip: bool = False, max_proposals: int | None = None,
-             value_ops: str = VGG16_VALUE_OPS, max_boxes: int = VOC_MAX_BOXES):
+             value_ops: str = VGG16_VALUE_OPS, max_boxes: int = VOC_MAX_BOXES, proposals: bool = True):
     """One VOC spec (a lazy string, see `_proposals_op`): VOC's 1-based boxes as pixel edges, the cached proposals,
     Fast R-CNN's scaling (shorter side `scales` (one drawn per image if several), longer side <= `max_size`; sec.
     2.3 / 5.2), a flip with p = 0.5 if `flip`, a `max_size` square canvas, `max_boxes` gt rows, `value_ops`.
-    `max_proposals` None: data.max_proposals (set by voc_data)."""
+    `max_proposals` None: data.max_proposals (set by voc_data). `proposals` False: no proposals (Faster R-CNN)."""
     scale = tuple(scales) if isinstance(scales, list | tuple) else int(scales)
     flip_op = '|flip_lr' if flip else ''
-    return ('decode(3)|objects_to_boxes(voc_one_based=True)|' + _proposals_op(c, split_field, max_proposals)
+    head = 'decode(3)|objects_to_boxes(voc_one_based=True)|'
+    if not proposals:
+        return head + (f'resize_short_capped({scale}, {max_size}){flip_op}|pad_to({max_size})|pad_boxes({max_boxes})'
+                       f'|{value_ops}')
+    return (head + _proposals_op(c, split_field, max_proposals)
             + f'|resize_short_capped({scale}, {max_size}){flip_op}|pad_to({max_size})|pad_boxes({max_boxes})'
             f'|{value_ops}')
 
 
 def voc_data(c: config_dict.ConfigDict, year: str = '2007', proposals_dir: str = '', max_proposals: int = 2000,
              *, scales: int | tuple[int, ...] = 600, max_size: int = 1000, test_scale: int = 600,
-             test_max_size: int = 1000, value_ops: str = VGG16_VALUE_OPS, flip: bool = True) -> None:
+             test_max_size: int = 1000, value_ops: str = VGG16_VALUE_OPS, flip: bool = True,
+             proposals: bool = True) -> None:
     """Points `c.data` at PASCAL VOC (`year` '2007' or '07+12', see VOC_DATASETS) with selective search proposals
     from the cache in `proposals_dir` (`data.proposals_dir`), at most `max_proposals` per image.
 
     Train: `voc_spec(scales, max_size, flip)`; test: single scale `test_scale` / `test_max_size` (Fast R-CNN
     sec. 3: 600 / 1000), no flip. Batch keys: VOC_BATCH_KEYS. `value_ops` must match the ImageNet weights the
-    detector starts from (VGG16_VALUE_OPS: the torchvision import)."""
+    detector starts from (VGG16_VALUE_OPS: the torchvision import). `proposals` False: no proposal keys or op (a
+    Faster R-CNN makes its own; data.proposals_dir / max_proposals are still set for stages that read a cache)."""
     if year not in VOC_DATASETS:
         raise ValueError(f'voc_data: year must be one of {tuple(VOC_DATASETS)}, got {year!r}')
     c.data.name, c.data.train_split, c.data.eval_split = VOC_DATASETS[year]
     c.data.proposals_dir = proposals_dir
     c.data.max_proposals = int(max_proposals)  # per image, the first in ranked order (Fast R-CNN tests on 2000)
     c.data.cache = False  # thousands of full-size JPEGs: read from the record files each epoch
-    c.data.batch_keys = VOC_BATCH_KEYS
+    c.data.batch_keys = VOC_BATCH_KEYS if proposals else tuple(k for k in VOC_BATCH_KEYS if 'proposal' not in k)
     c.data.train_preprocess = voc_spec(c, 'train_split', scales=scales, max_size=max_size, flip=flip,
-                                       value_ops=value_ops)
-    c.data.eval_preprocess = voc_spec(c, 'eval_split', scales=test_scale, max_size=test_max_size, value_ops=value_ops)
+                                       value_ops=value_ops, proposals=proposals)
+    c.data.eval_preprocess = voc_spec(c, 'eval_split', scales=test_scale, max_size=test_max_size, value_ops=value_ops,
+                                      proposals=proposals)
 
 
 def detection_eval(*, every: str = '', results_key: str = 'eval', method: str = '11point') -> config_dict.ConfigDict:

@@ -21,7 +21,7 @@ faster_rcnn_end2end.yml: BATCH_SIZE 128, BG_THRESH_LO 0.0), the gt boxes among t
 
 from ml_collections import config_dict
 
-from experiments import detection
+from experiments import detection, imagenet
 
 # VOC batches without precomputed proposals: the RPN makes them.
 VOC_BATCH_KEYS = tuple(k for k in detection.VOC_BATCH_KEYS if k not in ('proposals', 'proposal_mask'))
@@ -47,6 +47,11 @@ def rpn_config() -> config_dict.ConfigDict:
     r.train_post_nms_top_n = 2000
     r.test_pre_nms_top_n = 6000
     r.test_post_nms_top_n = 300
+    # Test-time ablations of Table 2 (the detector as trained): NMS at test (1.0: none), the cls layer (False: N
+    # random proposals, no ranking), the reg layer (False: the anchors themselves).
+    r.test_nms_iou = 0.7
+    r.test_objectness = True
+    r.test_regression = True
     return r
 
 
@@ -61,4 +66,122 @@ def get_config() -> config_dict.ConfigDict:
     c.detection.rois_per_image = 128
     c.detection.bg_iou_low = 0.0
     c.rpn = rpn_config()
+    return c
+
+
+# ImageNet checkpoints lack these: the new classifier, box regressors and RPN start fresh.
+INIT_FROM_SKIP = ('params/fc8_layer/', 'params/cls_score_layer/', 'params/bbox_pred_layer/', 'params/rpn_')
+SCHEMES = ('joint', 'alternating')
+SHARED_CONVS = ('^conv',)  # every conv layer of the backbone (VGG16 conv1_1..conv5_3, ZF conv1..conv5), not the RPN's
+# The 4-step scheme (sec. 3.2; py-faster-rcnn tools/train_faster_rcnn_alt_opt.py): stage names in run order.
+ALTERNATING_STAGES = ('rpn1', 'frcn1', 'rpn2', 'frcn2')
+
+
+def voc(c: config_dict.ConfigDict, year: str, *, backbone: str, steps: int, lr_drop: int) -> None:
+    """The paper's VOC recipe on `c` (a Faster R-CNN config): `backbone` 'vgg16' or 'zf' from ImageNet weights
+    (`init_from`), one image per step (sec. 3.1.3), shorter side 600 (longer <= 1000), flips, SGD momentum 0.9, weight
+    decay 5e-4, lr 0.001 then 0.0001 after `lr_drop` of `steps` mini-batches, biases at twice the rate (the authors'
+    prototxts: lr_mult 2), VOC 2007 11-point mAP at the end."""
+    if backbone == 'vgg16':
+        c.model.name = 'faster_rcnn_vgg16'
+        c.model.rpn_channels = 512
+        value_ops = detection.VGG16_VALUE_OPS
+        # py-faster-rcnn's VGG16 prototxts fix conv1_x and conv2_x (lr_mult 0), as Fast R-CNN sec. 4.5.
+        c.optimizer.frozen = ('^conv1_', '^conv2_')
+    elif backbone == 'zf':
+        c.model.name = 'faster_rcnn_zf'
+        c.model.backbone = 'zf'
+        c.model.roi_size = 6
+        c.model.rpn_channels = 256
+        value_ops = imagenet.subtract_mean()  # a ZF Net trained here (experiments/zfnet.py)
+        c.optimizer.frozen = ()  # py-faster-rcnn's ZF prototxts train every conv layer
+    else:
+        raise ValueError(f"backbone must be 'vgg16' or 'zf', got {backbone!r}")
+    c.model.num_classes = 20
+    detection.voc_data(c, year, proposals_dir='', max_proposals=2000, value_ops=value_ops, proposals=False)
+    c.init_from = ''  # the ImageNet network's workdir (see Run: in the experiment files)
+    c.init_from_skip = INIT_FROM_SKIP
+    c.batch_size = 1  # one image per mini-batch (sec. 3.1.3); see convnets/tasks/faster_rcnn.py for devices
+    c.eval_batch_size = 1
+    c.num_train_steps = steps
+    c.optimizer.learning_rate = 0.001
+    c.optimizer.momentum = 0.9
+    c.optimizer.weight_decay = 5e-4
+    c.optimizer.schedule = 'step'
+    c.optimizer.boundary_unit = 'steps'
+    c.optimizer.boundaries = (lr_drop,)
+    c.optimizer.decay_factor = 0.1
+    c.optimizer.bias_lr_multiplier = 2.0
+    c.log_every = '20 steps'
+    c.checkpoint_every = '5000 steps'
+    c.evals.val.every = ''
+
+
+def alternating(c: config_dict.ConfigDict, *, rpn_steps: tuple[int, int], frcn_steps: tuple[int, int],
+                train_split_preprocess: str, frcn_train_preprocess: str, frcn_eval_preprocess: str) -> None:
+    """Turns the joint-training config `c` into the 4-step alternating scheme (sec. 3.2), one stage per step
+    (`convnets.train.stages`; each resumes like any run):
+      rpn1   the RPN from ImageNet weights (`init_from`), rpn.train='rpn'; at its end it writes its proposals of the
+             train and test splits (py-faster-rcnn rpn_generate: no pre-NMS cut, 2000 after NMS) into its workdir;
+      frcn1  Fast R-CNN from ImageNet weights on those proposals (rpn.train='detector', detection.proposals='batch');
+             its mAP (on rpn1's test proposals) is Table 2's "unshared" row;
+      rpn2   the RPN re-initialised from frcn1 (its RPN layers fresh), shared convs frozen, RPN layers trained;
+      frcn2  the Fast R-CNN layers fine-tuned from rpn2 with the shared convs (and RPN) frozen, on rpn2's own proposals
+             computed in each step (the network is frozen there, so they equal a cache of them; py-faster-rcnn
+             caches them with the test settings); tested with the RPN's proposals: the final Faster R-CNN.
+    `rpn_steps` / `frcn_steps`: (lr drop, total) mini-batches of the RPN and Fast R-CNN stages (py-faster-rcnn:
+    60k / 80k and 30k / 40k). The three preprocessing strings are the train split without flips (for rpn1's proposal
+    file), and the Fast R-CNN specs that read the cache (load_proposals from data.proposals_dir)."""
+    c.stages = ALTERNATING_STAGES  # rpn1 and frcn1 start from the base config's init_from / init_from_skip
+    shared = tuple(dict.fromkeys(tuple(c.optimizer.frozen) + SHARED_CONVS))
+
+    def stage(train: str, steps: tuple[int, int], proposals: str = 'rpn') -> config_dict.ConfigDict:
+        s = config_dict.ConfigDict()
+        s.rpn = config_dict.ConfigDict({'train': train})
+        s.detection = config_dict.ConfigDict({'proposals': proposals})
+        s.num_train_steps = steps[1]
+        s.optimizer = config_dict.ConfigDict({'boundaries': (steps[0],)})
+        return s
+
+    rpn1 = stage('rpn', rpn_steps)
+    rpn1.evals = config_dict.ConfigDict()
+    rpn1.evals.val = config_dict.ConfigDict({'at_end': False})  # an RPN alone detects nothing
+    rpn1.evals.proposals_train = detection.proposal_recall_eval(
+        'rpn', split=c.data.get_ref('train_split'), preprocess=train_split_preprocess, write_cache=True,
+        results_key='proposals_train')
+    rpn1.evals.proposals_test = detection.proposal_recall_eval('rpn', write_cache=True, results_key='proposals_test')
+    frcn1 = stage('detector', frcn_steps, proposals='batch')
+    frcn1.data = config_dict.ConfigDict({
+        'proposals_dir': 'stage:rpn1/proposals', 'train_preprocess': frcn_train_preprocess,
+        'eval_preprocess': frcn_eval_preprocess, 'batch_keys': detection.VOC_BATCH_KEYS})
+    rpn2 = stage('rpn', rpn_steps)
+    rpn2.init_from = 'stage:frcn1'
+    rpn2.init_from_skip = ('params/rpn_',)  # "re-initialised": frcn1's RPN layers are fresh
+    rpn2.optimizer.frozen = shared
+    rpn2.evals = config_dict.ConfigDict()
+    rpn2.evals.val = config_dict.ConfigDict({'at_end': False})
+    rpn2.evals.proposals_test = detection.proposal_recall_eval('rpn', results_key='proposals_test')
+    frcn2 = stage('detector', frcn_steps)
+    frcn2.init_from = 'stage:rpn2'
+    frcn2.init_from_skip = ()
+    frcn2.optimizer.frozen = shared
+    c.stage_configs = config_dict.ConfigDict({'rpn1': rpn1, 'frcn1': frcn1, 'rpn2': rpn2, 'frcn2': frcn2})
+
+
+def voc_experiment(year: str, backbone: str, scheme: str = 'joint') -> config_dict.ConfigDict:
+    """A VOC Faster R-CNN experiment: `scheme` 'joint' (approximate joint training: 80k mini-batches, lr drop at
+    60k, sec. 3.1.3) or 'alternating' (the 4-step scheme: 80k / 60k for the RPN stages, 40k / 30k for the Fast R-CNN
+    stages, py-faster-rcnn's alt-opt solvers)."""
+    if scheme not in SCHEMES:
+        raise ValueError(f'unknown training scheme {scheme!r} of the Faster R-CNN VOC experiments: use one of '
+                         f'{SCHEMES} (e.g. --config=experiments/faster_rcnn_zf_voc07.py:alternating)')
+    c = get_config()
+    voc(c, year, backbone=backbone, steps=80_000, lr_drop=60_000)
+    if scheme == 'alternating':
+        value_ops = detection.VGG16_VALUE_OPS if backbone == 'vgg16' else imagenet.subtract_mean()
+        alternating(c, rpn_steps=(60_000, 80_000), frcn_steps=(30_000, 40_000),
+                    train_split_preprocess=detection.voc_spec(c, 'train_split', value_ops=value_ops,
+                                                              proposals=False),
+                    frcn_train_preprocess=detection.voc_spec(c, 'train_split', flip=True, value_ops=value_ops),
+                    frcn_eval_preprocess=detection.voc_spec(c, 'eval_split', value_ops=value_ops))
     return c

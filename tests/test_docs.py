@@ -192,9 +192,16 @@ def test_documented_network_switch_builds(path, value, targets):
     # Classifiers only: a detector built on an ImageNet recipe (R-CNN imports experiments/imagenet.py for its mean)
     # takes images and regions; tests/test_rcnn.py and test_detection_task.py build those networks.
     configs = [c for c in (_load(e, [f'{path}={value}']) for e in experiments) if c.task == 'classification']
-    assert configs, (path, experiments)
+    detectors = [c for c in (_load(e, [f'{path}={value}']) for e in experiments) if c.task == 'faster_rcnn']
+    assert configs or detectors, (path, experiments)
     for config in configs:
         _builds(config)
+    for config in detectors:  # Faster R-CNN anchor switches (Table 8): the RPN's 2k / 4k outputs follow k
+        model = tasks.get(config.task).build_nets(config)['model']
+        images, rois = jnp.zeros((1, 600, 1000, 3)), jnp.zeros((1, 1, 4))
+        variables = jax.eval_shape(lambda m=model: m.init(jax.random.key(0), images, rois, method='init_all'))
+        k = len(config.model.anchor_sizes) * len(config.model.anchor_ratios)
+        assert variables['params']['rpn_bbox_pred_layer']['kernel'].shape[-1] == 4 * k
 
 
 def test_the_stride_on_switch_gives_torchvision_v1_5():

@@ -26,7 +26,8 @@ Proposals (sec. 3.3; `convnets.models.detection.proposal_layer`): objectness sof
 anchors, clipped to the real image, boxes smaller than `rpn.min_size` (16) ORIGINAL pixels dropped (times
 'image_scale' when the batch has it, as py-faster-rcnn's im_info), top `rpn.train_pre_nms_top_n` (12000) /
 `test_pre_nms_top_n` (6000) by score, NMS at `rpn.nms_iou` (0.7), top `train_post_nms_top_n` (2000) /
-`test_post_nms_top_n` (300) kept. The Fast R-CNN part samples `detection.rois_per_image` RoIs among them and the
+`test_post_nms_top_n` (300) kept; Table 2's test-time ablations are `rpn.test_nms_iou`, `rpn.test_objectness` and
+`rpn.test_regression` (see `propose`). The Fast R-CNN part samples `detection.rois_per_image` RoIs among them and the
 gt boxes (py-faster-rcnn proposal_target_layer: 128 per image, 25% foreground) and is tested on them with
 per-class NMS 0.3 (the 'detection' evaluator).
 
@@ -79,17 +80,31 @@ def min_sizes(config: ConfigDict, batch: Mapping[str, jax.Array]) -> jax.Array:
 
 
 def propose(config: ConfigDict, anchors: jax.Array, logits: jax.Array, deltas: jax.Array, sizes: jax.Array,
-            min_size: jax.Array, *, pre_nms_top_n: int, post_nms_top_n: int) -> proposal_layer.Proposals:
-    """Proposals [B, post_nms_top_n] from RPN outputs (logits [B, N, 2], deltas [B, N, 4]) on `anchors` [N, 4]."""
+            min_size: jax.Array, *, pre_nms_top_n: int, post_nms_top_n: int, test: bool = False
+            ) -> proposal_layer.Proposals:
+    """Proposals [B, post_nms_top_n] from RPN outputs (logits [B, N, 2], deltas [B, N, 4]) on `anchors` [N, 4].
+
+    `test`: the test-time settings of `config.rpn`, including Table 2's ablations (`test_nms_iou`; without the cls
+    layer, `test_objectness` False: random scores, i.e. N proposals drawn at random from the regressed anchors, no
+    ranking; without the reg layer, `test_regression` False: the anchors themselves)."""
+    r = config.rpn
     scores = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)[..., 1]
+    deltas = deltas.astype(jnp.float32)
+    nms_iou = r.nms_iou
+    if test:
+        nms_iou = r.get('test_nms_iou', r.nms_iou)
+        if not r.get('test_objectness', True):  # fixed key: the same draw for an image at every evaluation
+            scores = jax.random.uniform(jax.random.PRNGKey(0), scores.shape)
+        if not r.get('test_regression', True):
+            deltas = jnp.zeros_like(deltas)
     pre = anchors.shape[0] if pre_nms_top_n <= 0 else min(int(pre_nms_top_n), anchors.shape[0])
     post = min(int(post_nms_top_n), pre)
 
     def one(s, d, size, m):
         return proposal_layer.propose(anchors, s, d, size[0], size[1], pre_nms_top_n=pre, post_nms_top_n=post,
-                                      nms_iou=config.rpn.nms_iou, min_size=m)
+                                      nms_iou=nms_iou, min_size=m)
 
-    return jax.vmap(one)(scores, deltas.astype(jnp.float32), sizes, min_size)
+    return jax.vmap(one)(scores, deltas, sizes, min_size)
 
 
 def rpn_proposals(config: ConfigDict, model: nn.Module, variables: Mapping[str, Any], images: jax.Array,
@@ -108,7 +123,7 @@ def rpn_proposals(config: ConfigDict, model: nn.Module, variables: Mapping[str, 
     (logits, deltas), shape = model.apply(variables, images, method=run)
     anchors = jnp.asarray(model.anchors(shape[1], shape[2]))
     return propose(config, anchors, logits, deltas, image_size.astype(jnp.float32), min_sizes(config, batch),
-                   pre_nms_top_n=pre, post_nms_top_n=post)
+                   pre_nms_top_n=pre, post_nms_top_n=post, test=True)
 
 
 def detect_outputs(config: ConfigDict, model: nn.Module, variables: Mapping[str, Any],
@@ -122,7 +137,7 @@ def detect_outputs(config: ConfigDict, model: nn.Module, variables: Mapping[str,
         logits, deltas = m.rpn(fmap)
         anchors = jnp.asarray(m.anchors(fmap.shape[1], fmap.shape[2]))
         props = propose(config, anchors, logits, deltas, sizes, mins, pre_nms_top_n=config.rpn.test_pre_nms_top_n,
-                        post_nms_top_n=config.rpn.test_post_nms_top_n)
+                        post_nms_top_n=config.rpn.test_post_nms_top_n, test=True)
         cls_logits, box_deltas = m.head(m.pool(fmap, props.boxes), train=False)
         return props.boxes, props.valid, cls_logits, box_deltas
 
