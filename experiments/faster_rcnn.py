@@ -21,6 +21,7 @@ faster_rcnn_end2end.yml: BATCH_SIZE 128, BG_THRESH_LO 0.0), the gt boxes among t
 
 from ml_collections import config_dict
 
+from convnets.models import vgg
 from experiments import detection, imagenet
 
 # VOC batches without precomputed proposals: the RPN makes them.
@@ -82,8 +83,14 @@ def voc(c: config_dict.ConfigDict, year: str, *, backbone: str, steps: int, lr_d
     (`init_from`), one image per step (sec. 3.1.3), shorter side 600 (longer <= 1000), flips, SGD momentum 0.9, weight
     decay 5e-4, lr 0.001 then 0.0001 after `lr_drop` of `steps` mini-batches, biases at twice the rate (the authors'
     prototxts: lr_mult 2), VOC 2007 11-point mAP at the end."""
+    c.model.fc_features = 4096
+    c.model.dropout_rate = 0.5
     if backbone == 'vgg16':
         c.model.name = 'faster_rcnn_vgg16'
+        c.model.vgg_config = 'D'  # VGG16
+        c.model.stage_widths = vgg.STAGE_WIDTHS
+        c.model.num_pools = 4  # conv5_3 at stride 16
+        c.model.roi_size = 7
         c.model.rpn_channels = 512
         value_ops = detection.VGG16_VALUE_OPS
         # py-faster-rcnn's VGG16 prototxts fix conv1_x and conv2_x (lr_mult 0), as Fast R-CNN sec. 4.5.
