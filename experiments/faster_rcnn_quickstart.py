@@ -9,14 +9,15 @@ detector on fixed grid proposals: the pair shows what learned proposals change.
 Deviations for a CPU: the quickstart Fast R-CNN body (VGG-A-shaped, 3 stages of 32-64-128 maps, stride 4, from
 scratch with He initialisation, 256-wide fc layers without dropout, 5x5 RoIs); anchors sized for digits (12-46 px,
 ratios 1 and 1.6) instead of 128-512 px; a 128-wide RPN conv; fewer proposals (2000 / 300 pre / post NMS in
-training, 1000 / 100 at test) for 128 px images; min_size 4 px.
+training, 1000 / 100 at test) for 128 px images; min_size 4 px. The run also writes the RPN's proposal recall (Fig. 4)
+for 10 / 50 / 100 proposals per scene.
 
 Run:
   python -m convnets.main --config=experiments/faster_rcnn_quickstart.py --workdir=/tmp/faster_rcnn_quickstart
 Hardware/time and the measured mAP: WORKSPACE.md.
 """
 
-from experiments import fast_rcnn_quickstart, faster_rcnn
+from experiments import detection, fast_rcnn_quickstart, faster_rcnn
 
 
 def get_config():
@@ -34,4 +35,10 @@ def get_config():
     c.rpn.train_post_nms_top_n = 300
     c.rpn.test_pre_nms_top_n = 1000
     c.rpn.test_post_nms_top_n = 100
+    # Fig. 4 on the held-out scenes: recall vs IoU of the RPN's 10 / 50 / 100 best proposals (plots under
+    # <workdir>/proposals/proposals/).
+    c.evals.proposals = detection.proposal_recall_eval('rpn')
+    c.evals.proposals.counts = (10, 50, 100)
+    c.evals.proposals.pre_nms_top_n = 0  # rpn.test_pre_nms_top_n
+    c.evals.proposals.post_nms_top_n = 300
     return c

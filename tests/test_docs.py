@@ -199,7 +199,7 @@ def test_documented_network_switch_builds(path, value, targets):
     for config in detectors:  # Faster R-CNN anchor switches (Table 8): the RPN's 2k / 4k outputs follow k
         model = tasks.get(config.task).build_nets(config)['model']
         images, rois = jnp.zeros((1, 600, 1000, 3)), jnp.zeros((1, 1, 4))
-        variables = jax.eval_shape(lambda m=model: m.init(jax.random.key(0), images, rois, method='init_all'))
+        variables = jax.eval_shape(lambda m=model, x=images, r=rois: m.init(jax.random.key(0), x, r, method='init_all'))
         k = len(config.model.anchor_sizes) * len(config.model.anchor_ratios)
         assert variables['params']['rpn_bbox_pred_layer']['kernel'].shape[-1] == 4 * k
 

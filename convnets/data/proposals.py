@@ -201,7 +201,8 @@ def write(directory: str, dataset: str, split: str, filenames: Sequence[str], bo
     manifest = {"dataset": dataset, "split": split, "count": len(kept), "method": method,
                 "max_proposals": int(max_proposals), "boxes": "edges (y1, x1, y2, x2) in original image pixels",
                 "proposals_per_image": {"mean": float(counts.mean()) if len(counts) else 0.0,
-                                        "min": int(counts.min(initial=0)), "max": int(counts.max(initial=0))},
+                                        "min": int(counts.min()) if len(counts) else 0,
+                                        "max": int(counts.max(initial=0))},
                 **extra}
     with open(manifest_file, "w") as f:
         json.dump(manifest, f, indent=1)
