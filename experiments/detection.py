@@ -41,7 +41,7 @@ VOC_BATCH_KEYS = ('image', 'boxes', 'box_classes', 'box_difficult', 'box_mask', 
 VGG16_VALUE_OPS = sources.TORCHVISION.value_ops
 
 
-def _proposals_op(c: config_dict.ConfigDict, split_field: str, max_proposals: int | None = None):
+def proposals_op(c: config_dict.ConfigDict, split_field: str, max_proposals: int | None = None):
     """`load_proposals('<dir>', '<name>', '<split>', N)` as a lazy string that follows later changes of
     data.proposals_dir, data.name, data.<split_field> and (unless `max_proposals` is given) data.max_proposals,
     command-line overrides included."""
@@ -54,7 +54,7 @@ def _proposals_op(c: config_dict.ConfigDict, split_field: str, max_proposals: in
 def voc_spec(c: config_dict.ConfigDict, split_field: str, *, scales: int | tuple[int, ...] = 600,
              max_size: int = 1000, flip: bool = False, max_proposals: int | None = None,
              value_ops: str = VGG16_VALUE_OPS, max_boxes: int = VOC_MAX_BOXES, proposals: bool = True):
-    """One VOC spec (a lazy string, see `_proposals_op`): VOC's 1-based boxes as pixel edges, the cached proposals,
+    """One VOC spec (a lazy string, see `proposals_op`): VOC's 1-based boxes as pixel edges, the cached proposals,
     Fast R-CNN's scaling (shorter side `scales` (one drawn per image if several), longer side <= `max_size`; sec.
     2.3 / 5.2), a flip with p = 0.5 if `flip`, a `max_size` square canvas, `max_boxes` gt rows, `value_ops`.
     `max_proposals` None: data.max_proposals (set by voc_data). `proposals` False: no proposals (Faster R-CNN)."""
@@ -64,7 +64,7 @@ def voc_spec(c: config_dict.ConfigDict, split_field: str, *, scales: int | tuple
     if not proposals:
         return head + (f'resize_short_capped({scale}, {max_size}){flip_op}|pad_to({max_size})|pad_boxes({max_boxes})'
                        f'|{value_ops}')
-    return (head + _proposals_op(c, split_field, max_proposals)
+    return (head + proposals_op(c, split_field, max_proposals)
             + f'|resize_short_capped({scale}, {max_size}){flip_op}|pad_to({max_size})|pad_boxes({max_boxes})'
             f'|{value_ops}')
 

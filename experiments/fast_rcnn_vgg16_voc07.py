@@ -87,6 +87,9 @@ def build(year: str, steps: int, lr_drop: int, variant: str = ''):
     c.log_every = '20 steps'
     c.checkpoint_every = '5000 steps'
     c.evals.val.every = ''  # VOC 2007 test once, at the end
+    # The selective search proposals' recall (Faster R-CNN Fig. 4's "SS" curves), plots under
+    # <workdir>/proposals/proposals/ (--mode=eval draws them for any trained run).
+    c.evals.proposals = detection.proposal_recall_eval('batch')
     if variant == 'svm':
         # Table 8 / sec. 5.4: per-class linear SVMs trained on the fine-tuned network's fc7 features with R-CNN's
         # hard negative mining (the authors' tools/train_svms.py), scoring the network's own class-specific boxes;

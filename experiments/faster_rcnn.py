@@ -72,13 +72,14 @@ def get_config() -> config_dict.ConfigDict:
 
 # ImageNet checkpoints lack these: the new classifier, box regressors and RPN start fresh.
 INIT_FROM_SKIP = ('params/fc8_layer/', 'params/cls_score_layer/', 'params/bbox_pred_layer/', 'params/rpn_')
-SCHEMES = ('joint', 'alternating')
+SCHEMES = ('joint', 'alternating', 'selective_search')
 SHARED_CONVS = ('^conv',)  # every conv layer of the backbone (VGG16 conv1_1..conv5_3, ZF conv1..conv5), not the RPN's
 # The 4-step scheme (sec. 3.2; py-faster-rcnn tools/train_faster_rcnn_alt_opt.py): stage names in run order.
 ALTERNATING_STAGES = ('rpn1', 'frcn1', 'rpn2', 'frcn2')
 
 
-def voc(c: config_dict.ConfigDict, year: str, *, backbone: str, steps: int, lr_drop: int) -> None:
+def voc(c: config_dict.ConfigDict, year: str, *, backbone: str, steps: int, lr_drop: int,
+        proposals: bool = False) -> None:
     """The paper's VOC recipe on `c` (a Faster R-CNN config): `backbone` 'vgg16' or 'zf' from ImageNet weights
     (`init_from`), one image per step (sec. 3.1.3), shorter side 600 (longer <= 1000), flips, SGD momentum 0.9, weight
     decay 5e-4, lr 0.001 then 0.0001 after `lr_drop` of `steps` mini-batches, biases at twice the rate (the authors'
@@ -105,7 +106,8 @@ def voc(c: config_dict.ConfigDict, year: str, *, backbone: str, steps: int, lr_d
     else:
         raise ValueError(f"backbone must be 'vgg16' or 'zf', got {backbone!r}")
     c.model.num_classes = 20
-    detection.voc_data(c, year, proposals_dir='', max_proposals=2000, value_ops=value_ops, proposals=False)
+    # proposals: the selective search cache in the batches (data.proposals_dir), for a Fast R-CNN on them.
+    detection.voc_data(c, year, proposals_dir='', max_proposals=2000, value_ops=value_ops, proposals=proposals)
     c.init_from = ''  # the ImageNet network's workdir (see Run: in the experiment files)
     c.init_from_skip = INIT_FROM_SKIP
     c.batch_size = 1  # one image per mini-batch (sec. 3.1.3); see convnets/tasks/faster_rcnn.py for devices
@@ -122,14 +124,19 @@ def voc(c: config_dict.ConfigDict, year: str, *, backbone: str, steps: int, lr_d
     c.log_every = '20 steps'
     c.checkpoint_every = '5000 steps'
     c.evals.val.every = ''
+    # Fig. 4: recall of the RPN's proposals on VOC 2007 test (py-faster-rcnn rpn_generate's settings: every anchor
+    # before NMS, the 2000 best after), plots under <workdir>/proposals/proposals/.
+    c.evals.proposals = detection.proposal_recall_eval('rpn')
 
 
 def alternating(c: config_dict.ConfigDict, *, rpn_steps: tuple[int, int], frcn_steps: tuple[int, int],
-                train_split_preprocess: str, frcn_train_preprocess: str, frcn_eval_preprocess: str) -> None:
+                train_split_preprocess: str, frcn_train_preprocess: str, frcn_eval_preprocess: str,
+                frcn_batch_keys: tuple[str, ...] = detection.VOC_BATCH_KEYS) -> None:
     """Turns the joint-training config `c` into the 4-step alternating scheme (sec. 3.2), one stage per step
     (`convnets.train.stages`; each resumes like any run):
       rpn1   the RPN from ImageNet weights (`init_from`), rpn.train='rpn'; at its end it writes its proposals of the
-             train and test splits (py-faster-rcnn rpn_generate: no pre-NMS cut, 2000 after NMS) into its workdir;
+             train and test splits (py-faster-rcnn rpn_generate: no pre-NMS cut, 2000 after NMS; the settings of
+             evals.proposals) into its workdir, and their recall (Fig. 4);
       frcn1  Fast R-CNN from ImageNet weights on those proposals (rpn.train='detector', detection.proposals='batch');
              its mAP (on rpn1's test proposals) is Table 2's "unshared" row;
       rpn2   the RPN re-initialised from frcn1 (its RPN layers fresh), shared convs frozen, RPN layers trained;
@@ -138,7 +145,8 @@ def alternating(c: config_dict.ConfigDict, *, rpn_steps: tuple[int, int], frcn_s
              caches them with the test settings); tested with the RPN's proposals: the final Faster R-CNN.
     `rpn_steps` / `frcn_steps`: (lr drop, total) mini-batches of the RPN and Fast R-CNN stages (py-faster-rcnn:
     60k / 80k and 30k / 40k). The three preprocessing strings are the train split without flips (for rpn1's proposal
-    file), and the Fast R-CNN specs that read the cache (load_proposals from data.proposals_dir)."""
+    file), and the Fast R-CNN specs that read the cache (load_proposals from data.proposals_dir), whose batches hold
+    `frcn_batch_keys`."""
     c.stages = ALTERNATING_STAGES  # rpn1 and frcn1 start from the base config's init_from / init_from_skip
     shared = tuple(dict.fromkeys(tuple(c.optimizer.frozen) + SHARED_CONVS))
 
@@ -147,27 +155,30 @@ def alternating(c: config_dict.ConfigDict, *, rpn_steps: tuple[int, int], frcn_s
         s.rpn = config_dict.ConfigDict({'train': train})
         s.detection = config_dict.ConfigDict({'proposals': proposals})
         s.num_train_steps = steps[1]
-        s.optimizer = config_dict.ConfigDict({'boundaries': (steps[0],)})
+        s.optimizer = config_dict.ConfigDict({'boundaries': (steps[0],), 'boundary_unit': 'steps'})
         return s
 
     rpn1 = stage('rpn', rpn_steps)
     rpn1.evals = config_dict.ConfigDict()
     rpn1.evals.val = config_dict.ConfigDict({'at_end': False})  # an RPN alone detects nothing
+    rpn1.evals.proposals = config_dict.ConfigDict({'write_cache': True})  # the test split's proposals and recall
     rpn1.evals.proposals_train = detection.proposal_recall_eval(
         'rpn', split=c.data.get_ref('train_split'), preprocess=train_split_preprocess, write_cache=True,
         results_key='proposals_train')
-    rpn1.evals.proposals_test = detection.proposal_recall_eval('rpn', write_cache=True, results_key='proposals_test')
+    rpn1.evals.proposals_train.pre_nms_top_n = c.evals.proposals.get_ref('pre_nms_top_n')
+    rpn1.evals.proposals_train.post_nms_top_n = c.evals.proposals.get_ref('post_nms_top_n')
     frcn1 = stage('detector', frcn_steps, proposals='batch')
     frcn1.data = config_dict.ConfigDict({
         'proposals_dir': 'stage:rpn1/proposals', 'train_preprocess': frcn_train_preprocess,
-        'eval_preprocess': frcn_eval_preprocess, 'batch_keys': detection.VOC_BATCH_KEYS})
+        'eval_preprocess': frcn_eval_preprocess, 'batch_keys': frcn_batch_keys})
+    frcn1.evals = config_dict.ConfigDict()
+    frcn1.evals.proposals = config_dict.ConfigDict({'at_end': False})  # rpn1 measured its proposals already
     rpn2 = stage('rpn', rpn_steps)
     rpn2.init_from = 'stage:frcn1'
     rpn2.init_from_skip = ('params/rpn_',)  # "re-initialised": frcn1's RPN layers are fresh
     rpn2.optimizer.frozen = shared
     rpn2.evals = config_dict.ConfigDict()
     rpn2.evals.val = config_dict.ConfigDict({'at_end': False})
-    rpn2.evals.proposals_test = detection.proposal_recall_eval('rpn', results_key='proposals_test')
     frcn2 = stage('detector', frcn_steps)
     frcn2.init_from = 'stage:rpn2'
     frcn2.init_from_skip = ()
@@ -177,12 +188,19 @@ def alternating(c: config_dict.ConfigDict, *, rpn_steps: tuple[int, int], frcn_s
 
 def voc_experiment(year: str, backbone: str, scheme: str = 'joint') -> config_dict.ConfigDict:
     """A VOC Faster R-CNN experiment: `scheme` 'joint' (approximate joint training: 80k mini-batches, lr drop at
-    60k, sec. 3.1.3) or 'alternating' (the 4-step scheme: 80k / 60k for the RPN stages, 40k / 30k for the Fast R-CNN
-    stages, py-faster-rcnn's alt-opt solvers)."""
+    60k, sec. 3.1.3), 'alternating' (the 4-step scheme: 80k / 60k for the RPN stages, 40k / 30k for the Fast R-CNN
+    stages, py-faster-rcnn's alt-opt solvers) or 'selective_search' (no RPN: the network's Fast R-CNN part trained
+    and tested on the selective search cache of `data.proposals_dir`, 40k / 30k; Table 2's baseline)."""
     if scheme not in SCHEMES:
         raise ValueError(f'unknown training scheme {scheme!r} of the Faster R-CNN VOC experiments: use one of '
                          f'{SCHEMES} (e.g. --config=experiments/faster_rcnn_zf_voc07.py:alternating)')
     c = get_config()
+    if scheme == 'selective_search':  # Table 2's first row: the same network as a Fast R-CNN on selective search
+        voc(c, year, backbone=backbone, steps=40_000, lr_drop=30_000, proposals=True)
+        c.rpn.train = 'detector'
+        c.detection.proposals = 'batch'
+        c.evals.proposals.source = 'batch'
+        return c
     voc(c, year, backbone=backbone, steps=80_000, lr_drop=60_000)
     if scheme == 'alternating':
         value_ops = detection.VGG16_VALUE_OPS if backbone == 'vgg16' else imagenet.subtract_mean()

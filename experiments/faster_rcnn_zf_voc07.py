@@ -4,7 +4,8 @@ the network of the paper's ablations (Table 2).
 Reproduces: experiments/faster_rcnn_vgg16_voc07.py's recipe with ZF Net's conv1-conv5 as the shared layers (stride
 16, the project's ZF Net from ImageNet, all conv layers trained as py-faster-rcnn's ZF prototxts), a 256-wide RPN
 conv and 6x6 RoI pooling (sec. 3.1, 4.1); variants '' (approximate joint training) and ':alternating' (4-step).
-Paper results (Table 2, VOC 2007 test, 07 trainval): Fast R-CNN ZF on selective search 2000 / 2000: 58.7; RPN+ZF
+Paper results (Table 2, VOC 2007 test, 07 trainval): Fast R-CNN ZF on selective search 2000 / 2000: 58.7 (the
+':selective_search' variant: the same network's Fast R-CNN part on the selective search cache, no RPN); RPN+ZF
 shared (4-step), 300 proposals at test: 59.9; RPN+ZF unshared (4-step stopped after step 2): 58.7 — here the
 ':alternating' run's frcn1 stage result (`stages.frcn1.eval` in results.json).
 Table 2's test-time ablations (on the shared or unshared detector):
@@ -18,7 +19,9 @@ Run (VOC placed by hand as in experiments/faster_rcnn_vgg16_voc07.py; a ZF Net t
   python -m convnets.main --config=experiments/zfnet.py --workdir=/tmp/zfnet
   python -m convnets.main --config=experiments/faster_rcnn_zf_voc07.py --workdir=/tmp/faster_rcnn_zf
   python -m convnets.main --config=experiments/faster_rcnn_zf_voc07.py:alternating --workdir=/tmp/faster_rcnn_zf_4step
-with the ImageNet weights given by --config.init_from=/tmp/zfnet.
+  python -m convnets.main --config=experiments/faster_rcnn_zf_voc07.py:selective_search --workdir=/tmp/frcn_zf_ss
+with the ImageNet weights given by --config.init_from=/tmp/zfnet (and, for :selective_search, the cache of
+`python -m convnets.data.make_proposals` given by --config.data.proposals_dir=/tmp/voc_proposals).
 Hardware/time: not run here (no VOC, no ImageNet, no GPU).
 """
 
@@ -26,5 +29,5 @@ from experiments import faster_rcnn
 
 
 def get_config(variant: str = ''):
-    """`variant`: '' (approximate joint training) or 'alternating' (the 4-step scheme)."""
+    """`variant`: '' (approximate joint training), 'alternating' (the 4-step scheme) or 'selective_search'."""
     return faster_rcnn.voc_experiment('2007', 'zf', variant or 'joint')

@@ -27,8 +27,7 @@ TINY = ('--config.model.vgg_config=A', '--config.model.stage_widths=(4, 4, 4, 4,
 STEPS = {'rpn1': 1, 'frcn1': 2, 'rpn2': 1, 'frcn2': 2}
 ALTERNATING = (*(f'--config.stage_configs.{s}.num_train_steps={n}' for s, n in STEPS.items()),
                '--config.checkpoint_every=1',
-               '--config.stage_configs.rpn1.evals.proposals_train.post_nms_top_n=300',
-               '--config.stage_configs.rpn1.evals.proposals_test.post_nms_top_n=300')
+               '--config.evals.proposals.post_nms_top_n=300')
 
 # convnets.main, SIGKILLed by itself at a deterministic point: after frcn1's checkpoint of step 1 (of 2) is durable
 # (mid-stage), or when the runner enters stage rpn2 (between stages: frcn1 finished, rpn2 not started).
@@ -108,8 +107,9 @@ def test_four_step_alternating_training_hands_over_and_resumes_after_sigkill(tmp
     for split, count in (('train+validation', 4), ('test', 3)):  # rpn1's proposal files, read back by frcn1
         cache = proposal_cache.read(os.path.join(workdir, 'rpn1', 'proposals'), 'voc/2007', split)
         assert len(cache.filenames) == count and cache.manifest['method'] == 'rpn'
-        assert stages['rpn1'][f'proposals_{"train" if count == 4 else "test"}']['num_images'] == count
-    assert 0.0 <= stages['rpn2']['proposals_test']['recall/300@0.5'] <= 1.0
+        assert stages['rpn1']['proposals_train' if count == 4 else 'proposals']['num_images'] == count
+    assert 0.0 <= stages['rpn2']['proposals']['recall/300@0.5'] <= 1.0 and 'proposals' not in stages['frcn1']
+    assert results['proposals']['num_images'] == 3  # the final network's RPN (Fig. 4)
     p = {s: final_params(os.path.join(workdir, s)) for s in STEPS}
     convs, rpn, head = ('conv',), ('rpn_',), ('fc6_', 'fc7_', 'cls_score_', 'bbox_pred_')
     _assert_equal(_tree(p['rpn2'], convs), _tree(p['frcn1'], convs))  # shared convs: frcn1's, frozen
@@ -119,3 +119,38 @@ def test_four_step_alternating_training_hands_over_and_resumes_after_sigkill(tmp
     assert not np.array_equal(p['frcn2']['cls_score_layer']['kernel'], p['rpn2']['cls_score_layer']['kernel'])
     # rpn2 trained its RPN layers (frcn1 kept a fresh, untrained RPN: rpn2 re-initialises it anyway).
     assert not np.array_equal(p['rpn2']['rpn_cls_score_layer']['kernel'], p['frcn1']['rpn_cls_score_layer']['kernel'])
+
+
+@pytest.mark.slow
+def test_zf_and_07_12_experiment_files_train_and_test(tmp_path, voc_dir, voc0712_dir):
+    """The other two experiment files, one step each: ZF Net (its full widths, on a 200 px canvas: at 1000 px its
+    step takes minutes on 2 cores) on VOC 2007, and the VGG16 recipe on the 07+12 union (narrow, 1000 px), each with
+    VOC 2007 test mAP from its RPN's proposals and the RPN's recall."""
+    import jax
+
+    from convnets.train import loop
+    from experiments import detection, faster_rcnn_vgg16_voc0712, faster_rcnn_zf_voc07, imagenet
+
+    zf = faster_rcnn_zf_voc07.get_config()
+    assert zf.model.name == 'faster_rcnn_zf' and zf.model.rpn_channels == 256 and zf.model.roi_size == 6
+    for split in ('train', 'eval'):
+        setattr(zf.data, f'{split}_preprocess', detection.voc_spec(
+            zf, f'{split}_split', scales=160, max_size=200, flip=split == 'train', proposals=False,
+            value_ops=imagenet.subtract_mean()))
+    zf.data.data_dir = voc_dir[0]
+    union = faster_rcnn_vgg16_voc0712.get_config()
+    union.data.data_dir = voc0712_dir[0]
+    union.model.vgg_config, union.model.stage_widths, union.model.fc_features = 'A', (4, 4, 4, 4, 8), 16
+    union.model.rpn_channels = 8
+    for c, name in ((zf, 'zf'), (union, '0712')):
+        c.num_train_steps, c.log_every, c.checkpoint_every = 1, '1', ''
+        c.rpn.train_pre_nms_top_n, c.rpn.train_post_nms_top_n = 1000, 200
+        c.rpn.test_pre_nms_top_n, c.rpn.test_post_nms_top_n = 500, 100
+        c.evals.val.score_threshold = 0.0
+        c.evals.proposals.post_nms_top_n = 300
+        results = loop.train_and_evaluate(c, str(tmp_path / name), devices=jax.devices()[:1])
+        assert results['step'] == 1 and np.isfinite(results['train']['loss'])
+        assert results['eval']['num_images'] == 3 and 0.0 <= results['eval']['mAP'] <= 1.0
+        assert results['proposals']['num_images'] == 3 and results['proposals']['num_gt'] > 0
+        assert len(os.listdir(tmp_path / name / 'detections' / 'val')) == 20
+        assert (tmp_path / name / 'proposals' / 'proposals' / 'recall_vs_iou.png').exists()
