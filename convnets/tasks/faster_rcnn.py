@@ -85,8 +85,8 @@ def propose(config: ConfigDict, anchors: jax.Array, logits: jax.Array, deltas: j
     """Proposals [B, post_nms_top_n] from RPN outputs (logits [B, N, 2], deltas [B, N, 4]) on `anchors` [N, 4].
 
     `test`: the test-time settings of `config.rpn`, including Table 2's ablations (`test_nms_iou`; without the cls
-    layer, `test_objectness` False: random scores, i.e. N proposals drawn at random from the regressed anchors, no
-    ranking; without the reg layer, `test_regression` False: the anchors themselves)."""
+    layer, `test_objectness` False: N proposals drawn at random from the regressed anchors, no NMS, no ranking;
+    without the reg layer, `test_regression` False: the anchors themselves)."""
     r = config.rpn
     scores = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)[..., 1]
     deltas = deltas.astype(jnp.float32)
@@ -95,6 +95,7 @@ def propose(config: ConfigDict, anchors: jax.Array, logits: jax.Array, deltas: j
         nms_iou = r.get('test_nms_iou', r.nms_iou)
         if not r.get('test_objectness', True):  # fixed key: the same draw for an image at every evaluation
             scores = jax.random.uniform(jax.random.PRNGKey(0), scores.shape)
+            nms_iou = 1.0  # "no NMS / ranking is used" without scores: nothing has IoU > 1
         if not r.get('test_regression', True):
             deltas = jnp.zeros_like(deltas)
     pre = anchors.shape[0] if pre_nms_top_n <= 0 else min(int(pre_nms_top_n), anchors.shape[0])
