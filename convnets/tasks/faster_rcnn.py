@@ -252,7 +252,9 @@ class FasterRCNNTask(detection.Detection):
     proposal_sources = ('rpn', *detection.PROPOSALS)
 
     def run_config(self, config: ConfigDict) -> dict[str, Any]:
-        return super().run_config(config) | {'rpn': config.rpn.to_dict()}
+        # Test-time settings (rpn.test_*) may change between evaluations of one run, like the evaluators.
+        return super().run_config(config) | {'rpn': {k: v for k, v in config.rpn.to_dict().items()
+                                                     if not k.startswith('test_')}}
 
     def validate(self, config: ConfigDict) -> None:
         r = config.get('rpn')
