@@ -248,8 +248,9 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
     directory is not writable, RuntimeError (chained) if downloading or preparing fails, e.g. offline.
     """
     tf_cpu_only()
-    # Importing registers the embedded `convnets_digits` and `convnets_digit_scenes`, and `convnets_voc0712`.
-    from convnets.data import digit_scenes, digits, voc0712  # noqa: F401
+    # Importing registers the embedded `convnets_digits`, `convnets_digit_scenes` and `convnets_moving_digits`,
+    # and `convnets_voc0712`.
+    from convnets.data import digit_scenes, digits, moving_digits, voc0712  # noqa: F401
 
     name = data.name
     base = name.split(":")[0].split("/")[0]
