@@ -5,6 +5,7 @@ Importing this package imports every model module, which registers its models.
 
 from convnets.models import (  # noqa: F401  (imported for registration)
     alexnet,
+    c3d,
     convnet,
     fast_rcnn,
     faster_rcnn,

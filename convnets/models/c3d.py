@@ -1,0 +1,147 @@
+"""C3D (Tran, Bourdev, Fergus, Torresani, Paluri, 2015, "Learning Spatiotemporal Features with 3D Convolutional
+Networks", Sec. 3.3, Fig. 3), with the temporal-depth ablation of Sec. 3.2 (Fig. 2).
+
+Input clips are ``[B, T, H, W, C]`` (16x112x112x3 in the paper). Every convolution is 3x3x3 with stride 1 and
+padding 1 in space and time; every pool is max pooling. Layers, checked against the authors' Sports-1M feature
+extractor (facebook/C3D, C3D-v1.0/examples/c3d_feature_extraction/prototxt/c3d_sport1m_feature_extractor_frm.prototxt):
+
+layer    operation (16x112x112x3 input)                   output (T x H x W x C)   parameters
+conv1a   64 x 3x3x3, pad 1 -> ReLU                        16 x 112 x 112 x 64      27*3*64 + 64        =      5,248
+pool1    max 1x2x2 / 1x2x2 (time kept: kernel_depth 1)    16 x 56 x 56 x 64
+conv2a   128 x 3x3x3 -> ReLU; pool2 max 2x2x2 / 2          8 x 28 x 28 x 128       27*64*128 + 128     =    221,312
+conv3a   256; conv3b 256 -> ReLU; pool3 2x2x2 / 2          4 x 14 x 14 x 256       884,992 + 1,769,728
+conv4a   512; conv4b 512 -> ReLU; pool4 2x2x2 / 2          2 x 7 x 7 x 512         3,539,456 + 7,078,400
+conv5a   512; conv5b 512 -> ReLU; pool5 2x2x2 / 2          1 x 4 x 4 x 512         7,078,400 + 7,078,400
+fc6      4096 -> ReLU -> dropout 0.5 (fan-in 8192)        4096                     8192*4096 + 4096    = 33,558,528
+fc7      4096 -> ReLU -> dropout 0.5                      4096                     4096*4096 + 4096    = 16,781,312
+fc8      num_classes logits (487 Sports-1M classes)       487                      4096*487 + 487      =  1,995,239
+                                         convs 27,655,936 + fc6/fc7 50,339,840 + fc8 = total 79,991,015
+
+With 101 classes (UCF101) fc8 has 4096*101 + 101 = 413,797 parameters: 78,409,573 in all.
+
+pool5 and the 8192 inputs of fc6. The prototxt's pool5 is a plain 2x2x2 stride-2 max pool with no ``pad``, yet
+fc6 sees 512x1x4x4 = 8192 values: Caffe rounds pooled sizes up (ceil mode), so the
+7x7 conv5b map gives ceil((7 - 2) / 2) + 1 = 4 rows and columns, the last window hanging one pixel over the
+bottom/right edge. This module does the same (the missing inputs count as -inf, as in Caffe), in time too. Ports
+that zero-pad one pixel on every side before a floor-mode pool5 also give 4x4 but shift the windows; after a ReLU
+the two agree only on the windows that do not touch the top/left edge.
+
+Initialisation (the prototxt's fillers): conv weights N(0, 0.01), conv biases 0 for conv1a and 1 elsewhere;
+fc6/fc7 weights N(0, 0.005), biases 1; fc8 weights N(0, 0.01), bias 0. Dropout 0.5 after fc6 and fc7 (drop6,
+drop7), active only with ``train=True`` ('dropout' rng).
+
+Temporal-depth ablation (Sec. 3.2, Fig. 2), field ``temporal_depths``: the temporal kernel depth of the convs of
+each of the five conv groups (conv1a; conv2a; conv3a/b; conv4a/b; conv5a/b), temporal padding ``depth // 2`` so
+that time is kept by every conv. The paper's settings: depth-1 ``(1,)*5`` (per-frame 2D convolutions, still with
+the temporal pools), depth-3 (C3D, the default), depth-5, depth-7, increasing ``(3, 3, 5, 5, 7)`` and decreasing
+``(7, 5, 5, 3, 3)``; they are exported as ``TEMPORAL_DEPTH_SETTINGS``. Depths change the conv parameter counts
+(kernel ``d x 3 x 3``) but not the map sizes. ``widths`` (conv groups' output maps, conv3-5 use theirs for both
+their convs) and ``fc_features`` shrink the net for tests and CPU runs; the defaults are the paper's.
+
+Intermediates sown (collection ``'intermediates'``; conv outputs after their ReLU): ``conv1a`` ... ``conv5b``,
+``pool1`` ... ``pool5``, ``fc6``, ``fc7`` (after ReLU, before dropout; ``fc6`` is the feature of Sec. 4) and ``fc8``
+(the logits). Parameter submodules: ``conv1a_layer`` ... ``fc8_layer`` (layers.param_name).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import flax.linen as nn
+import jax
+
+from convnets.models.layers import dropout_fc_head, param_name
+from convnets.models.registry import register
+
+Array = jax.Array
+
+# Fig. 3 / prototxt: conv names per group; groups 3-5 have two convs ("a" and "b").
+CONV_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("conv1a",), ("conv2a",), ("conv3a", "conv3b"), ("conv4a", "conv4b"), ("conv5a", "conv5b"),
+)
+PAPER_WIDTHS = (64, 128, 256, 512, 512)
+# Sec. 3.2, Fig. 2: the temporal-depth settings compared on UCF101 (3 for every layer is C3D).
+TEMPORAL_DEPTH_SETTINGS: dict[str, tuple[int, int, int, int, int]] = {
+    "depth-1": (1, 1, 1, 1, 1),
+    "depth-3": (3, 3, 3, 3, 3),
+    "depth-5": (5, 5, 5, 5, 5),
+    "depth-7": (7, 7, 7, 7, 7),
+    "increasing": (3, 3, 5, 5, 7),
+    "decreasing": (7, 5, 5, 3, 3),
+}
+# prototxt: pool1 kernel_depth 1 / temporal_stride 1 (Sec. 3.3: so as not to merge time too early);
+# pool2-pool5 kernel_depth 2 / temporal_stride 2. Spatially all are 2x2 stride 2.
+POOL_TIME = (1, 2, 2, 2, 2)
+# prototxt fillers.
+CONV_STD = 0.01
+FC_STD = 0.005
+FC8_STD = 0.01
+
+
+def max_pool3d_ceil(x: Array, window: tuple[int, int, int], stride: tuple[int, int, int]) -> Array:
+    """Max pooling over (T, H, W) of a ``[B, T, H, W, C]`` array with Caffe's ceil-mode output sizes.
+
+    ``ceil((n - window) / stride) + 1`` outputs per axis; a last window hanging over the end reads -inf there.
+    """
+    pads = []
+    for n, w, s in zip(x.shape[1:4], window, stride, strict=True):
+        if n < w:
+            raise ValueError(f"C3D: a pool window of {w} does not fit an axis of size {n} (input shape {x.shape})")
+        out = math.ceil((n - w) / s) + 1
+        pads.append((0, (out - 1) * s + w - n))
+    return nn.max_pool(x, window, strides=stride, padding=pads)
+
+
+@register("c3d")
+class C3D(nn.Module):
+    """C3D on ``[B, T, H, W, C]`` clips. Returns logits ``[B, num_classes]``."""
+
+    num_classes: int = 487  # Sports-1M
+    temporal_depths: tuple[int, int, int, int, int] = (3, 3, 3, 3, 3)  # per conv group; see TEMPORAL_DEPTH_SETTINGS
+    widths: tuple[int, int, int, int, int] = PAPER_WIDTHS  # output maps of conv groups 1-5
+    fc_features: int = 4096  # fc6 and fc7
+    dropout_rate: float = 0.5
+
+    def setup(self) -> None:
+        if len(self.temporal_depths) != 5 or any(d < 1 or d % 2 != 1 for d in self.temporal_depths):
+            raise ValueError(
+                f"C3D.temporal_depths needs 5 odd depths >= 1 (one per conv group), got {self.temporal_depths}; "
+                f"the paper's settings: {TEMPORAL_DEPTH_SETTINGS}"
+            )
+        if len(self.widths) != 5 or any(w < 1 for w in self.widths):
+            raise ValueError(f"C3D.widths needs 5 positive widths (conv groups 1-5), got {self.widths}")
+        normal = nn.initializers.normal
+        for group, (names, depth, width) in enumerate(zip(CONV_GROUPS, self.temporal_depths, self.widths)):
+            for name in names:
+                # prototxt: conv1a's bias starts at 0, every other conv's at 1.
+                bias = nn.initializers.zeros_init() if group == 0 else nn.initializers.ones_init()
+                conv = nn.Conv(
+                    width, (depth, 3, 3), strides=(1, 1, 1), padding=((depth // 2,) * 2, (1, 1), (1, 1)),
+                    kernel_init=normal(CONV_STD), bias_init=bias,
+                )
+                setattr(self, param_name(name), conv)
+        ones = nn.initializers.ones_init()
+        self.fc6_layer = nn.Dense(self.fc_features, kernel_init=normal(FC_STD), bias_init=ones)
+        self.fc7_layer = nn.Dense(self.fc_features, kernel_init=normal(FC_STD), bias_init=ones)
+        self.fc8_layer = nn.Dense(self.num_classes, kernel_init=normal(FC8_STD))
+        self.dropout = nn.Dropout(self.dropout_rate)
+
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        if x.ndim != 5:
+            raise ValueError(f"C3D expects clips [B, T, H, W, C] (16x112x112x3 in the paper), got shape {x.shape}")
+        for i, names in enumerate(CONV_GROUPS, start=1):
+            for name in names:
+                x = nn.relu(getattr(self, param_name(name))(x))
+                self.sow("intermediates", name, x)
+            t = POOL_TIME[i - 1]
+            x = max_pool3d_ceil(x, (t, 2, 2), (t, 2, 2))
+            self.sow("intermediates", f"pool{i}", x)
+        x = x.reshape((x.shape[0], -1))  # row-major (t, h, w, c); 1*4*4*512 = 8192 at 16x112x112
+        return dropout_fc_head(self, x, train)
+
+
+# The Sec. 3.2 ablation nets (Fig. 2) by name.
+for _setting, _depths in TEMPORAL_DEPTH_SETTINGS.items():
+    if _setting != "depth-3":
+        register(f"c3d_{_setting.replace('-', '')}", functools.partial(C3D, temporal_depths=_depths))
