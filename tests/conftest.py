@@ -107,3 +107,17 @@ def voc0712_dir(tmp_path_factory) -> tuple[str, str, str]:
     for split in ('trainval', 'test'):
         make_proposals.run_selective_search('convnets_voc0712', split, out, data_dir=data_dir, min_side=4)
     return data_dir, manual_dir, out
+
+
+@pytest.fixture(scope='session')
+def moving_digits_dir(tmp_path_factory) -> str:
+    """A TFDS data_dir with the first 16 clips of each split of the embedded video dataset `convnets_moving_digits`,
+    prepared by its real builder (the whole dataset takes ~3 s; the tests need a few batches)."""
+    import tensorflow_datasets as tfds
+
+    from convnets.data import moving_digits
+
+    data_dir = str(tmp_path_factory.mktemp('tfds_moving_digits'))
+    config = tfds.download.DownloadConfig(max_examples_per_split=16)
+    moving_digits.ConvnetsMovingDigits(data_dir=data_dir).download_and_prepare(download_config=config)
+    return data_dir
