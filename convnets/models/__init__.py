@@ -14,6 +14,7 @@ from convnets.models import (  # noqa: F401  (imported for registration)
     resnet,
     resnet_cifar,
     vgg,
+    video_fusion,
     zfnet,
 )
 from convnets.models.alexnet import AlexNet

@@ -112,7 +112,7 @@ class C3D(nn.Module):
         if len(self.widths) != 5 or any(w < 1 for w in self.widths):
             raise ValueError(f"C3D.widths needs 5 positive widths (conv groups 1-5), got {self.widths}")
         normal = nn.initializers.normal
-        for group, (names, depth, width) in enumerate(zip(CONV_GROUPS, self.temporal_depths, self.widths)):
+        for group, (names, depth, width) in enumerate(zip(CONV_GROUPS, self.temporal_depths, self.widths, strict=True)):
             for name in names:
                 # prototxt: conv1a's bias starts at 0, every other conv's at 1.
                 bias = nn.initializers.zeros_init() if group == 0 else nn.initializers.ones_init()
