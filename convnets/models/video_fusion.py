@@ -1,6 +1,10 @@
 """The time-fusion networks of Karpathy, Toderici, Shetty, Leung, Sukthankar, Fei-Fei (2014), "Large-scale Video
 Classification with Convolutional Neural Networks", Sec. 2.1-2.2, Fig. 1 and Fig. 2.
 
+Source note: the layer string, LRN constants, input sizes, temporal extents and the 7x7x256 statement are taken
+from the paper's Sec. 2.1-2.2 text; the paper's full text could not be opened from this session's reference store
+(only its abstract), so re-check them against the PDF before quoting numbers from this docstring.
+
 Input clips are ``[B, T, H, W, C]``. All variants share the paper's single-frame tower (Sec. 2.1), in its notation
 C(d, f, s) = d filters of f x f at stride s, N = local response normalisation, P = 2x2 max pooling:
 
