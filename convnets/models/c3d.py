@@ -102,8 +102,13 @@ class C3D(nn.Module):
     widths: tuple[int, int, int, int, int] = PAPER_WIDTHS  # output maps of conv groups 1-5
     fc_features: int = 4096  # fc6 and fc7
     dropout_rate: float = 0.5
+    # 'paper': the prototxt's fillers (below); 'he': He et al. N(0, 2 / fan_in) weights and zero biases, for narrow
+    # nets trained from scratch (with std 0.01 and biases 1 a few-map net passes no signal: tests/test_video_models.py).
+    weight_init: str = "paper"
 
     def setup(self) -> None:
+        if self.weight_init not in ("paper", "he"):
+            raise ValueError(f"C3D.weight_init must be 'paper' or 'he', got {self.weight_init!r}")
         if len(self.temporal_depths) != 5 or any(d < 1 or d % 2 != 1 for d in self.temporal_depths):
             raise ValueError(
                 f"C3D.temporal_depths needs 5 odd depths >= 1 (one per conv group), got {self.temporal_depths}; "
@@ -111,17 +116,21 @@ class C3D(nn.Module):
             )
         if len(self.widths) != 5 or any(w < 1 for w in self.widths):
             raise ValueError(f"C3D.widths needs 5 positive widths (conv groups 1-5), got {self.widths}")
-        normal = nn.initializers.normal
+        he = self.weight_init == "he"
+
+        def normal(std: float) -> nn.initializers.Initializer:
+            return nn.initializers.variance_scaling(2.0, "fan_in", "normal") if he else nn.initializers.normal(std)
+
         for group, (names, depth, width) in enumerate(zip(CONV_GROUPS, self.temporal_depths, self.widths, strict=True)):
             for name in names:
                 # prototxt: conv1a's bias starts at 0, every other conv's at 1.
-                bias = nn.initializers.zeros_init() if group == 0 else nn.initializers.ones_init()
+                bias = nn.initializers.zeros_init() if group == 0 or he else nn.initializers.ones_init()
                 conv = nn.Conv(
                     width, (depth, 3, 3), strides=(1, 1, 1), padding=((depth // 2,) * 2, (1, 1), (1, 1)),
                     kernel_init=normal(CONV_STD), bias_init=bias,
                 )
                 setattr(self, param_name(name), conv)
-        ones = nn.initializers.ones_init()
+        ones = nn.initializers.zeros_init() if he else nn.initializers.ones_init()
         self.fc6_layer = nn.Dense(self.fc_features, kernel_init=normal(FC_STD), bias_init=ones)
         self.fc7_layer = nn.Dense(self.fc_features, kernel_init=normal(FC_STD), bias_init=ones)
         self.fc8_layer = nn.Dense(self.num_classes, kernel_init=normal(FC8_STD))
