@@ -112,3 +112,13 @@ class Parallel:
 def compile_per_example(fn: Callable, mesh: Mesh) -> Callable:
     """`fn(state, batch) -> per-example outputs`, run over the mesh; the outputs stay split over the batch axis."""
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
+
+
+def gather_to_host(x: jax.Array) -> np.ndarray:
+    """A batch-split output of `compile_per_example` as one numpy array holding every process's rows (in process
+    order), on every process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))

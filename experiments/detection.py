@@ -93,6 +93,21 @@ def voc_data(c: config_dict.ConfigDict, year: str = '2007', proposals_dir: str =
                                       proposals=proposals)
 
 
+def voc_sgd(c: config_dict.ConfigDict, steps: int, lr_drop: int) -> None:
+    """The VOC fine-tuning schedule of Fast and Faster R-CNN (Girshick 2015 sec. 2.3 / 4; Ren et al. 2015 sec.
+    3.1.3): `steps` mini-batches of SGD, momentum 0.9, weight decay 5e-4, lr 0.001 then / 10 after `lr_drop`, biases
+    at twice the rate (the authors' prototxts: lr_mult 2)."""
+    c.num_train_steps = steps
+    c.optimizer.learning_rate = 0.001
+    c.optimizer.momentum = 0.9
+    c.optimizer.weight_decay = 5e-4
+    c.optimizer.schedule = 'step'
+    c.optimizer.boundary_unit = 'steps'
+    c.optimizer.boundaries = (lr_drop,)
+    c.optimizer.decay_factor = 0.1
+    c.optimizer.bias_lr_multiplier = 2.0
+
+
 def detection_eval(*, every: str = '', results_key: str = 'eval', method: str = '11point') -> config_dict.ConfigDict:
     """A 'detection' evaluator entry: VOC mAP (`method` '11point' for VOC 2007, 'area' for VOC 2010+), test-time
     NMS 0.3 per class, at most 100 detections per image (Fast R-CNN sec. 3; py-faster-rcnn TEST.NMS, test_net)."""

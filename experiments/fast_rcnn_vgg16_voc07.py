@@ -74,15 +74,7 @@ def build(year: str, steps: int, lr_drop: int, variant: str = ''):
     c.init_from_skip = INIT_FROM_SKIP
     c.batch_size = 2  # N = 2 images x 64 RoIs
     c.eval_batch_size = 2
-    c.num_train_steps = steps
-    c.optimizer.learning_rate = 0.001
-    c.optimizer.momentum = 0.9
-    c.optimizer.weight_decay = 5e-4
-    c.optimizer.schedule = 'step'
-    c.optimizer.boundary_unit = 'steps'
-    c.optimizer.boundaries = (lr_drop,)
-    c.optimizer.decay_factor = 0.1
-    c.optimizer.bias_lr_multiplier = 2.0
+    detection.voc_sgd(c, steps, lr_drop)
     c.optimizer.frozen = ('^conv1_', '^conv2_')  # sec. 4.5: conv3_1 and up are fine-tuned
     c.log_every = '20 steps'
     c.checkpoint_every = '5000 steps'

@@ -112,15 +112,7 @@ def voc(c: config_dict.ConfigDict, year: str, *, backbone: str, steps: int, lr_d
     c.init_from_skip = INIT_FROM_SKIP
     c.batch_size = 1  # one image per mini-batch (sec. 3.1.3); see convnets/tasks/faster_rcnn.py for devices
     c.eval_batch_size = 1
-    c.num_train_steps = steps
-    c.optimizer.learning_rate = 0.001
-    c.optimizer.momentum = 0.9
-    c.optimizer.weight_decay = 5e-4
-    c.optimizer.schedule = 'step'
-    c.optimizer.boundary_unit = 'steps'
-    c.optimizer.boundaries = (lr_drop,)
-    c.optimizer.decay_factor = 0.1
-    c.optimizer.bias_lr_multiplier = 2.0
+    detection.voc_sgd(c, steps, lr_drop)
     c.log_every = '20 steps'
     c.checkpoint_every = '5000 steps'
     c.evals.val.every = ''

@@ -230,7 +230,8 @@ def test_rpn_proposals_at_the_end_of_training_and_in_eval_mode(tmp_path, scenes_
     from convnets.data import pipeline
     from convnets.data import proposals as P
     from convnets.tasks import base
-    from convnets.tasks.faster_rcnn import image_sizes, rpn_proposals
+    from convnets.tasks.detection import image_sizes
+    from convnets.tasks.faster_rcnn import rpn_proposals
     from convnets.train import loop
     from experiments import detection
     from tests import helpers

@@ -38,7 +38,6 @@ be regenerated alone (the tests do).
 
 from __future__ import annotations
 
-import functools
 import io
 
 import numpy as np
@@ -64,17 +63,7 @@ _TRIES = 30
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma weights.
 
 
-@functools.cache
-def _source() -> tuple[np.ndarray, np.ndarray, dict[str, list[np.ndarray]]]:
-    """(8x8 images 0..16, labels, per split the sample indices of each class)."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    by_class = {
-        split: [indices[data.target[indices] == c] for c in range(10)]
-        for split, indices in digits.split_indices().items()
-    }
-    return data.images, data.target, by_class
+_source = digits.samples_by_class  # (8x8 images 0..16, labels, per split the indices of each class)
 
 
 def _upsample(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -25,6 +25,8 @@ Preparing takes a couple of seconds; ``prepare(data_dir)`` does it in one call.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -68,6 +70,18 @@ def split_indices() -> dict[str, np.ndarray]:
         np.arange(len(labels)), test_size=NUM_TEST, stratify=labels, random_state=SPLIT_SEED
     )
     return {"train": np.asarray(train), "test": np.asarray(test)}
+
+
+@functools.cache
+def samples_by_class() -> tuple[np.ndarray, np.ndarray, dict[str, list[np.ndarray]]]:
+    """(the 8x8 images 0..16, their labels, per split the sample indices of each class): the handwriting pool the
+    generated datasets (digit scenes, moving digits) draw from, split as this dataset is."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    by_class = {split: [indices[data.target[indices] == c] for c in range(10)]
+                for split, indices in split_indices().items()}
+    return data.images, data.target, by_class
 
 
 class ConvnetsDigits(tfds.core.GeneratorBasedBuilder):

@@ -65,14 +65,8 @@ STEPS = np.array([(0, -1), (0, 1), (-1, 0), (1, 0)], np.int64)
 @functools.cache
 def _source() -> tuple[np.ndarray, np.ndarray, dict[str, list[np.ndarray]]]:
     """(digits upsampled to uint8 [N, 16, 16], labels, per split the sample indices of each class)."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    by_class = {
-        split: [indices[data.target[indices] == c] for c in range(10)]
-        for split, indices in digits.split_indices().items()
-    }
-    return digits.upsample(data.images, DIGIT_SIZE)[..., 0], data.target, by_class
+    images, labels, by_class = digits.samples_by_class()
+    return digits.upsample(images, DIGIT_SIZE)[..., 0], labels, by_class
 
 
 def clip(split: str, index: int) -> dict:

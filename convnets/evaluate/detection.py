@@ -36,7 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 from convnets import parallel
@@ -114,11 +113,9 @@ def predict_detections(config: ConfigDict, model, variables, batch: dict[str, ja
                        ) -> dict[str, jax.Array]:
     """Per image of a device's slice: up to `max_detections` boxes [B, D, 4], scores, 0-based classes (-1 pad)."""
     from convnets.tasks import faster_rcnn  # the task modules import this one
-    from convnets.tasks.detection import proposals
+    from convnets.tasks.detection import image_sizes, proposals
 
-    b, h, w = batch['image'].shape[:3]
-    size = batch['image_size'].astype(jnp.float32) if 'image_size' in batch else jnp.tile(
-        jnp.array([[h, w]], jnp.float32), (b, 1))
+    size = image_sizes(batch)
     scales = tuple(int(s) for s in ev.get('scales', ()) or ())
     if proposal_source(config, ev) == 'rpn':  # Faster R-CNN: the RPN's proposals, one conv pass for both parts
         if scales:
@@ -184,10 +181,7 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     predict = parallel.compile_per_example(predict_step, ctx.mesh)
     shard = parallel.Parallel(ctx.mesh, 'shard_map').shard_batch
 
-    def gather(x: jax.Array) -> np.ndarray:
-        if jax.process_count() > 1:
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return np.asarray(jax.device_get(x))
+    gather = parallel.gather_to_host
 
     def evaluate(state: TrainState) -> dict[str, float]:
         voc = VocEvaluator(names, method=ev.method)

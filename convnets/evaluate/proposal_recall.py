@@ -46,7 +46,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 from convnets import parallel
@@ -259,7 +258,8 @@ def predict_proposals(config: ConfigDict, ev: ConfigDict, model, variables, batc
                                                                    ('grid_sizes', 'grid_ratios', 'grid_stride')
                                                                    if k in det}}})
         return detection.proposals(cfg, batch)
-    from convnets.tasks.faster_rcnn import image_sizes, rpn_proposals
+    from convnets.tasks.detection import image_sizes
+    from convnets.tasks.faster_rcnn import rpn_proposals
 
     # 0: config.rpn's test setting; pre-NMS <= -1: every anchor (rpn_proposals' "<= 0"), py-faster-rcnn's -1.
     pre = int(ev.pre_nms_top_n) if ev.pre_nms_top_n else int(config.rpn.test_pre_nms_top_n)
@@ -290,18 +290,15 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
 
     def predict_step(variables: dict[str, Any], batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         boxes, valid = predict_proposals(config, ev, model, variables, batch)
-        b, h, w = batch['image'].shape[:3]
-        size = batch['image_size'] if 'image_size' in batch else jnp.tile(jnp.array([[h, w]]), (b, 1))
-        out = {'proposals': boxes.astype(jnp.float32), 'valid': valid, 'size': size.astype(jnp.float32)}
+        from convnets.tasks.detection import image_sizes  # the task module imports the evaluators
+
+        out = {'proposals': boxes.astype(jnp.float32), 'valid': valid, 'size': image_sizes(batch)}
         return out | {k: batch[k] for k in (*GT_KEYS, 'mask', 'image_scale') if k in batch}
 
     predict = parallel.compile_per_example(predict_step, ctx.mesh)
     shard = parallel.Parallel(ctx.mesh, 'shard_map').shard_batch
 
-    def gather(x: jax.Array) -> np.ndarray:
-        if jax.process_count() > 1:
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return np.asarray(jax.device_get(x))
+    gather = parallel.gather_to_host
 
     def evaluate(state: TrainState) -> dict[str, float]:
         start = time.time()

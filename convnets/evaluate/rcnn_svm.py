@@ -44,7 +44,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 from convnets import parallel
@@ -114,10 +113,7 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     train_pass = compiled(True, layers, False)
     test_pass = compiled(True, layers, softmax, network_boxes)
 
-    def gather(x: jax.Array) -> np.ndarray:
-        if jax.process_count() > 1:
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return np.asarray(jax.device_get(x))
+    gather = parallel.gather_to_host
 
     def images(fn: Callable, state: TrainState, split: str, limit: int = 0, preprocess: str = ''
                ) -> Iterator[dict[str, np.ndarray]]:

@@ -60,6 +60,14 @@ def grid_proposals(height: int, width: int, sizes: tuple[float, ...], ratios: tu
     return np.unique(np.round(boxes[keep], 2), axis=0).astype(np.float32)
 
 
+def image_sizes(batch: Mapping[str, jax.Array]) -> jax.Array:
+    """[B, 2] float (height, width) of each image inside its padded canvas ('image_size', else the canvas)."""
+    b, h, w = batch['image'].shape[:3]
+    if 'image_size' in batch:
+        return batch['image_size'].astype(jnp.float32)
+    return jnp.tile(jnp.array([[h, w]], jnp.float32), (b, 1))
+
+
 def proposals(config: ConfigDict, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     """The proposals [B, P, 4] of a batch and their mask [B, P]."""
     det = config.detection

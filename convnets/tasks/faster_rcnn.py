@@ -63,14 +63,6 @@ HEAD_PATTERNS = tuple(f'^{name}(_[LU])?_layer/' for name in FC_LAYERS) + ('^cls_
 RPN_PATTERNS = tuple(f'^{name}_layer/' for name in RPN_LAYERS)
 
 
-def image_sizes(batch: Mapping[str, jax.Array]) -> jax.Array:
-    """[B, 2] (height, width) of each image inside its padded canvas ('image_size', else the canvas)."""
-    b, h, w = batch['image'].shape[:3]
-    if 'image_size' in batch:
-        return batch['image_size'].astype(jnp.float32)
-    return jnp.tile(jnp.array([[h, w]], jnp.float32), (b, 1))
-
-
 def min_sizes(config: ConfigDict, batch: Mapping[str, jax.Array]) -> jax.Array:
     """[B] smallest proposal side in input pixels: `rpn.min_size` original pixels times the image's resize factor."""
     b = batch['image'].shape[0]
@@ -108,6 +100,14 @@ def propose(config: ConfigDict, anchors: jax.Array, logits: jax.Array, deltas: j
     return jax.vmap(one)(scores, deltas, sizes, min_size)
 
 
+def _test_proposals(config: ConfigDict, m: nn.Module, fmap: jax.Array, sizes: jax.Array, mins: jax.Array,
+                    pre: int, post: int) -> proposal_layer.Proposals:
+    """Inside `apply`: the RPN of bound model `m` on its feature map, proposals with the test settings."""
+    logits, deltas = m.rpn(fmap)
+    anchors = jnp.asarray(m.anchors(fmap.shape[1], fmap.shape[2]))
+    return propose(config, anchors, logits, deltas, sizes, mins, pre_nms_top_n=pre, post_nms_top_n=post, test=True)
+
+
 def rpn_proposals(config: ConfigDict, model: nn.Module, variables: Mapping[str, Any], images: jax.Array,
                   image_size: jax.Array, *, pre_nms_top_n: int | None = None, post_nms_top_n: int | None = None,
                   image_scale: jax.Array | None = None) -> proposal_layer.Proposals:
@@ -117,28 +117,21 @@ def rpn_proposals(config: ConfigDict, model: nn.Module, variables: Mapping[str, 
     post = config.rpn.test_post_nms_top_n if post_nms_top_n is None else post_nms_top_n
     batch = {'image': images} | ({'image_scale': image_scale} if image_scale is not None else {})
 
-    def run(m, x):
-        fmap = m.features(x)
-        return m.rpn(fmap), fmap.shape
-
-    (logits, deltas), shape = model.apply(variables, images, method=run)
-    anchors = jnp.asarray(model.anchors(shape[1], shape[2]))
-    return propose(config, anchors, logits, deltas, image_size.astype(jnp.float32), min_sizes(config, batch),
-                   pre_nms_top_n=pre, post_nms_top_n=post, test=True)
+    sizes, mins = image_size.astype(jnp.float32), min_sizes(config, batch)
+    return model.apply(variables, images,
+                       method=lambda m, x: _test_proposals(config, m, m.features(x), sizes, mins, pre, post))
 
 
 def detect_outputs(config: ConfigDict, model: nn.Module, variables: Mapping[str, Any],
                    batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Test-time Faster R-CNN in one conv pass: (proposals [B, P, 4], their mask, class logits [B, P, K+1], box
     deltas [B, P, K, 4]) with the RPN's test settings (6000 / 300)."""
-    sizes, mins = image_sizes(batch), min_sizes(config, batch)
+    sizes, mins = detection.image_sizes(batch), min_sizes(config, batch)
 
     def run(m, x):
         fmap = m.features(x)
-        logits, deltas = m.rpn(fmap)
-        anchors = jnp.asarray(m.anchors(fmap.shape[1], fmap.shape[2]))
-        props = propose(config, anchors, logits, deltas, sizes, mins, pre_nms_top_n=config.rpn.test_pre_nms_top_n,
-                        post_nms_top_n=config.rpn.test_post_nms_top_n, test=True)
+        props = _test_proposals(config, m, fmap, sizes, mins, config.rpn.test_pre_nms_top_n,
+                                config.rpn.test_post_nms_top_n)
         cls_logits, box_deltas = m.head(m.pool(fmap, props.boxes), train=False)
         return props.boxes, props.valid, cls_logits, box_deltas
 
@@ -151,7 +144,7 @@ def anchor_targets(config: ConfigDict, anchors: jax.Array, keys: jax.Array, batc
     r = config.rpn
     gt = batch['boxes'].astype(jnp.float32)
     usable = batch['box_mask'].astype(bool) & ~batch['box_difficult'].astype(bool)
-    sizes = image_sizes(batch)
+    sizes = detection.image_sizes(batch)
 
     def one(key, gt, usable, size):
         labels, gt_index = rpn_targets.label_anchors(anchors, gt, usable, size[0], size[1], pos_iou=r.positive_iou,
@@ -190,7 +183,7 @@ def loss_and_parts(config: ConfigDict, model: nn.Module, params: Any, batch: Map
     mode, det_proposals = config.rpn.train, config.detection.proposals
     anchor_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(image_keys)
     roi_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(image_keys)
-    sizes = image_sizes(batch)
+    sizes = detection.image_sizes(batch)
     variables = {'params': params}
     fmap = model.apply(variables, batch['image'], method='features')
     loss, parts = jnp.zeros((), jnp.float32), {}
