@@ -158,3 +158,18 @@ def test_c3d_temporal_kernels_act_on_time():
             assert diff[0] == 0.0  # frame order inside pool2's pairs is invisible to 2D convs
             assert diff[1] > 1e-3 and diff[2] > 1e-3, diff
             assert frames_changed == [5]
+
+
+def test_c3d_search_net_of_sec_3_1_has_the_papers_17_5_million_parameters():
+    """Sec. 3.1: 5 convs (64, 128, 256, 256, 256), 5 pools, fc 2048, 2048: "17.5 millions" at 101 classes; the
+    depth settings change only the conv kernels (depth-7 minus depth-1 = 6 * 9 * 172,224 weights)."""
+    counts = {}
+    for name in ("c3d_search", "c3d_search_depth1", "c3d_search_depth7"):
+        model = models.get_model(name, num_classes=101)
+        v = jax.eval_shape(lambda m=model: m.init(jax.random.key(0), jnp.zeros((1, 16, 112, 112, 3))))
+        counts[name] = sum(x.size for x in jax.tree.leaves(v["params"]))
+        assert sorted(v["params"]) == [f"conv{i}a_layer" for i in range(1, 6)] + ["fc6_layer", "fc7_layer",
+                                                                                   "fc8_layer"]
+        assert v["params"]["fc6_layer"]["kernel"].shape == (4 * 4 * 256, 2048)
+    assert counts["c3d_search"] == 4_651_008 + 8_390_656 + 4_196_352 + 206_949 == 17_444_965
+    assert counts["c3d_search_depth7"] - counts["c3d_search_depth1"] == 6 * 9 * 172_224

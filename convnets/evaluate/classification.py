@@ -4,6 +4,10 @@ One evaluation path for periodic and final evaluations; an entry of `config.eval
 - Multi-crop (AlexNet sec. 4.1, ZF Net sec. 5, ResNet): an eval preprocessing op such as `ten_crop(224)` writes K
   crops of each image to the batch key 'crops' ([B, K, H, W, C]); the network scores every crop and the softmax is
   averaged over K. Crops are found on that explicit key, never inferred from the rank (a clip batch is 5-D too).
+- Per video (Karpathy et al. 2014 sec. 4.1, Tran et al. 2015 sec. 3.3): `video_clips(T, K, stride)` writes the K
+  clips of each video to 'crops' ([B, K, T, H, W, C]) and which of them are real to 'crop_mask' ([B, K]; a video
+  with fewer clips is padded); the softmax is averaged over the real clips of each video, so accuracies are
+  video-level. Batch keys ('crops', 'crop_mask', 'label').
 - Multiple views (VGG sec. 3.2, 4.2): `views` lists one eval preprocessing spec per view (e.g. the image rescaled to
   Q = 256, 384, 512, each also flipped); the class posteriors are averaged over views per example.
 - Dense evaluation (VGG sec. 3.2): `model_overrides` changes model fields for this evaluation only, e.g.
@@ -30,20 +34,31 @@ from convnets.tasks.base import EvalContext, Evaluator
 from convnets.train.state import TrainState
 
 CROPS = 'crops'  # Batch key of multi-crop views [B, K, H, W, C] (written by ten_crop, googlenet_crops, ...).
+CROP_MASK = 'crop_mask'  # [B, K]: 1 for a real view (a video's real clips, video_clips), 0 for padding.
 
 
-def crop_averaged_log_probs(model: nn.Module, variables: dict, crops: jax.Array) -> jax.Array:
-    """Log of the softmax averaged over the K crops of each example: crops [B, K, ...] -> [B, classes]."""
+def crop_averaged_log_probs(model: nn.Module, variables: dict, crops: jax.Array,
+                            mask: jax.Array | None = None) -> jax.Array:
+    """Log of the softmax averaged over the K crops of each example: crops [B, K, ...] -> [B, classes].
+
+    `mask` [B, K] (optional): only crops with mask 1 count (a video's real clips); every example needs one.
+    """
     b, k = crops.shape[:2]
     logits = model.apply(variables, crops.reshape((b * k, *crops.shape[2:])), train=False)
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape((b, k, -1))
-    return jax.nn.logsumexp(log_probs, axis=1) - jnp.log(k)
+    if mask is None:
+        return jax.nn.logsumexp(log_probs, axis=1) - jnp.log(k)
+    weights = mask.astype(jnp.float32)[:, :, None]
+    # log(sum_k w_k p_k / sum_k w_k); padding clips get weight 0 (b=0 in logsumexp drops them exactly).
+    return (jax.nn.logsumexp(log_probs, axis=1, b=weights)
+            - jnp.log(jnp.maximum(jnp.sum(weights, axis=1), 1.0)))
 
 
 def log_probs(model: nn.Module, variables: dict, batch: dict[str, jax.Array]) -> jax.Array:
-    """Per-example log-posteriors of a batch: averaged over batch['crops'] if present, else of batch['image']."""
+    """Per-example log-posteriors of a batch: averaged over batch['crops'] (its real ones if batch['crop_mask']
+    is given) if present, else of batch['image']."""
     if CROPS in batch:
-        return crop_averaged_log_probs(model, variables, batch[CROPS])
+        return crop_averaged_log_probs(model, variables, batch[CROPS], batch.get(CROP_MASK))
     return jax.nn.log_softmax(model.apply(variables, batch['image'], train=False).astype(jnp.float32))
 
 
@@ -148,3 +163,6 @@ def check_keys(ev: ConfigDict, config: ConfigDict) -> None:
     if 'label' not in keys or ('image' not in keys and CROPS not in keys):
         raise ValueError(f"classification evaluator keys {keys} need 'label' and 'image' (or '{CROPS}' for "
                          f"multi-crop views such as ten_crop).")
+    if CROP_MASK in keys and CROPS not in keys:
+        raise ValueError(f"classification evaluator keys {keys}: '{CROP_MASK}' masks the views under '{CROPS}'; "
+                         f"add '{CROPS}' (video_clips writes both).")

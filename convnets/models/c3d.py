@@ -38,6 +38,15 @@ the temporal pools), depth-3 (C3D, the default), depth-5, depth-7, increasing ``
 (kernel ``d x 3 x 3``) but not the map sizes. ``widths`` (conv groups' output maps, conv3-5 use theirs for both
 their convs) and ``fc_features`` shrink the net for tests and CPU runs; the defaults are the paper's.
 
+The depth search does not use C3D itself but the smaller common net of Sec. 3.1: 5 convs (one per group; field
+``convs_per_group=(1, 1, 1, 1, 1)``, named conv1a ... conv5a) of 64, 128, 256, 256, 256 maps, the same five pools,
+and two fc layers of 2048, trained from scratch on UCF101 (``SEARCH_NET``; registered ``c3d_search`` and, with
+each Fig. 2 setting, ``c3d_search_depth1`` ... ``c3d_search_decreasing``). Its size: convs 4,651,008 + fc6
+4096*2048 + 2048 + fc7 2048*2048 + 2048 + fc8 (101 classes) 206,949 = 17,444,965 at depth 3 -- the paper's
+"17.5 millions". The paper also says its settings differ by at most 51K parameters; with full d x 3 x 3 kernels on
+these widths depth-7 has 9,300,096 more weights than depth-1 (6 x 9 x 172,224), so that figure cannot be
+reproduced (WORKSPACE.md, Video).
+
 Intermediates sown (collection ``'intermediates'``; conv outputs after their ReLU): ``conv1a`` ... ``conv5b``,
 ``pool1`` ... ``pool5``, ``fc6``, ``fc7`` (after ReLU, before dropout; ``fc6`` is the feature of Sec. 4) and ``fc8``
 (the logits). Parameter submodules: ``conv1a_layer`` ... ``fc8_layer`` (layers.param_name).
@@ -100,6 +109,8 @@ class C3D(nn.Module):
     num_classes: int = 487  # Sports-1M
     temporal_depths: tuple[int, int, int, int, int] = (3, 3, 3, 3, 3)  # per conv group; see TEMPORAL_DEPTH_SETTINGS
     widths: tuple[int, int, int, int, int] = PAPER_WIDTHS  # output maps of conv groups 1-5
+    # convs per group (names a, b): C3D's 1, 1, 2, 2, 2 (Sec. 3.3); the Sec. 3.1 search net has one per group.
+    convs_per_group: tuple[int, int, int, int, int] = (1, 1, 2, 2, 2)
     fc_features: int = 4096  # fc6 and fc7
     dropout_rate: float = 0.5
     # 'paper': the prototxt's fillers (below); 'he': He et al. N(0, 2 / fan_in) weights and zero biases, for narrow
@@ -116,12 +127,16 @@ class C3D(nn.Module):
             )
         if len(self.widths) != 5 or any(w < 1 for w in self.widths):
             raise ValueError(f"C3D.widths needs 5 positive widths (conv groups 1-5), got {self.widths}")
+        if len(self.convs_per_group) != 5 or any(n not in (1, 2) for n in self.convs_per_group):
+            raise ValueError(f"C3D.convs_per_group needs 5 counts of 1 or 2 (convs named a, b), got "
+                             f"{self.convs_per_group}; C3D: (1, 1, 2, 2, 2), the Sec. 3.1 search net: (1,) * 5")
         he = self.weight_init == "he"
 
         def normal(std: float) -> nn.initializers.Initializer:
             return nn.initializers.variance_scaling(2.0, "fan_in", "normal") if he else nn.initializers.normal(std)
 
-        for group, (names, depth, width) in enumerate(zip(CONV_GROUPS, self.temporal_depths, self.widths, strict=True)):
+        for group, (names, depth, width) in enumerate(zip(self._groups(), self.temporal_depths, self.widths,
+                                                          strict=True)):
             for name in names:
                 # prototxt: conv1a's bias starts at 0, every other conv's at 1.
                 bias = nn.initializers.zeros_init() if group == 0 or he else nn.initializers.ones_init()
@@ -136,10 +151,13 @@ class C3D(nn.Module):
         self.fc8_layer = nn.Dense(self.num_classes, kernel_init=normal(FC8_STD))
         self.dropout = nn.Dropout(self.dropout_rate)
 
+    def _groups(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(names[:n] for names, n in zip(CONV_GROUPS, self.convs_per_group, strict=True))
+
     def __call__(self, x: Array, train: bool = False) -> Array:
         if x.ndim != 5:
             raise ValueError(f"C3D expects clips [B, T, H, W, C] (16x112x112x3 in the paper), got shape {x.shape}")
-        for i, names in enumerate(CONV_GROUPS, start=1):
+        for i, names in enumerate(self._groups(), start=1):
             for name in names:
                 x = nn.relu(getattr(self, param_name(name))(x))
                 self.sow("intermediates", name, x)
@@ -150,7 +168,13 @@ class C3D(nn.Module):
         return dropout_fc_head(self, x, train)
 
 
-# The Sec. 3.2 ablation nets (Fig. 2) by name.
+# Sec. 3.1: the common net of the temporal-depth search (Fig. 2).
+SEARCH_NET = dict(widths=(64, 128, 256, 256, 256), convs_per_group=(1, 1, 1, 1, 1), fc_features=2048)
+register("c3d_search", functools.partial(C3D, **SEARCH_NET))
+
+# The Sec. 3.2 settings by name: on C3D itself (c3d_depth1, ...) and on the search net (c3d_search_depth1, ...).
 for _setting, _depths in TEMPORAL_DEPTH_SETTINGS.items():
     if _setting != "depth-3":
-        register(f"c3d_{_setting.replace('-', '')}", functools.partial(C3D, temporal_depths=_depths))
+        _name = _setting.replace('-', '')
+        register(f"c3d_{_name}", functools.partial(C3D, temporal_depths=_depths))
+        register(f"c3d_search_{_name}", functools.partial(C3D, temporal_depths=_depths, **SEARCH_NET))
