@@ -114,3 +114,73 @@ def test_decode_encoded_frames_and_rename():
     ds = tf.data.Dataset.from_tensors({"video": encoded}).map(lambda x: ops.get("decode", 3, key="video")(x, None))
     assert ds.element_spec["video"].shape.as_list() == [3, None, None, 3]  # frame size known after decoding only
     np.testing.assert_array_equal(next(iter(ds))["video"].numpy(), frames)
+
+
+def _first_frames(out: dict) -> list[list[int]]:
+    """The frame numbers in every clip of video_clips' output (frame i has value i)."""
+    return out["crops"].numpy()[:, :, 0, 0, 0].astype(int).tolist()
+
+
+def _video_clips(spec: str, num_frames: int) -> dict:
+    video = np.arange(num_frames, dtype=np.float32).reshape(num_frames, 1, 1, 1) * np.ones((1, 2, 3, 1), np.float32)
+    out = ops.parse(spec)({"image": tf.constant(video), "label": 5}, SEED)
+    assert out["crop_mask"].dtype == tf.float32 and out["label"] == 5
+    np.testing.assert_array_equal(out["image"].numpy(), video)  # the video itself is left as it was
+    return out
+
+
+def _clips(starts: list[int], length: int, total: int) -> list[list[int]]:
+    return [[(s + i) % total for i in range(length)] for s in starts]
+
+
+def test_video_clips_at_a_stride():
+    out = _video_clips("video_clips(16, 4, 8)", 40)  # C3D sec. 4: 16-frame clips, 8-frame overlap
+    assert out["crops"].shape == (4, 16, 2, 3, 1)
+    assert _first_frames(out) == _clips([0, 8, 16, 24], 16, 40)
+    assert out["crop_mask"].numpy().tolist() == [1, 1, 1, 1]
+    # More clips asked than the video has: padded with copies of clip 0, masked out.
+    out = _video_clips("video_clips(16, 6, 8)", 40)
+    assert _first_frames(out) == _clips([0, 8, 16, 24, 0, 0], 16, 40)
+    assert out["crop_mask"].numpy().tolist() == [1, 1, 1, 1, 0, 0]
+    # Fewer: evenly spaced, first and last kept (starts 0, 8, 16, 24, 32, 40, 48 of a 64-frame video).
+    assert [c[0] for c in _first_frames(_video_clips("video_clips(16, 3, 8)", 64))] == [0, 24, 48]
+    assert [c[0] for c in _first_frames(_video_clips("video_clips(16, 4, 8)", 64))] == [0, 16, 32, 48]
+    assert [c[0] for c in _first_frames(_video_clips("video_clips(16, 1, 8)", 64))] == [24]  # the middle one
+    # A video shorter than a clip: one looped clip.
+    out = _video_clips("video_clips(5, 3, 2)", 3)
+    assert _first_frames(out) == [[0, 1, 2, 0, 1]] * 3 and out["crop_mask"].numpy().tolist() == [1, 0, 0]
+
+
+def test_video_clips_evenly_spaced():
+    out = _video_clips("video_clips(16, 5)", 40)  # Karpathy et al. sec. 4.1: clips spread over the video
+    assert _first_frames(out) == _clips([0, 6, 12, 18, 24], 16, 40)
+    assert out["crop_mask"].numpy().tolist() == [1] * 5
+    assert _first_frames(_video_clips("video_clips(16, 1)", 40)) == _clips([12], 16, 40)  # temporal_crop's
+    assert _first_frames(_video_clips("video_clips(4, 3, stride=0)", 4)) == _clips([0, 0, 0], 4, 4)
+    out = _video_clips("video_clips(6, 2)", 4)  # a short video loops, all clips real
+    assert _first_frames(out) == [[0, 1, 2, 3, 0, 1]] * 2 and out["crop_mask"].numpy().tolist() == [1, 1]
+
+
+def test_video_clips_after_spatial_ops_static_shapes_and_errors():
+    clip = _clip()  # frame t = base + OFFSET * t, T = 4
+    out = ops.parse("resize((20, 24))|center_crop(12)|video_clips(2, 3, 1, outkey='views', maskkey='m')")(
+        {"image": tf.constant(clip)}, SEED
+    )
+    each = ops.parse("resize((20, 24))|center_crop(12)")({"image": tf.constant(clip)}, SEED)["image"].numpy()
+    assert out["views"].shape == (3, 2, 12, 12, 3) and out["m"].numpy().tolist() == [1, 1, 1]
+    for k, start in enumerate([0, 1, 2]):  # starts 0, 1, 2 of the 4 frames
+        np.testing.assert_allclose(out["views"][k].numpy(), each[start : start + 2], rtol=1e-6)
+    ds = tf.data.Dataset.from_tensors({"image": clip}).map(
+        lambda x: ops.parse("center_crop(16)|video_clips(16, 20)")(
+            {"image": tf.ensure_shape(x["image"], [None, H, W, 3])}, SEED
+        )
+    )
+    assert ds.element_spec["crops"].shape.as_list() == [20, 16, 16, 16, 3]
+    assert ds.element_spec["crop_mask"].shape.as_list() == [20]
+    assert "video_clips" in ops.producers("crop_mask") and "video_clips" in ops.producers("crops")
+    for bad, what in (("video_clips(0, 4)", "num_frames"), ("video_clips(16, 2.5)", "num_clips"),
+                      ("video_clips(16, 4, -8)", "stride"), ("video_clips(16, True)", "num_clips")):
+        with pytest.raises(ValueError, match=f"video_clips: {what} must be a"):
+            ops.parse(bad)
+    with pytest.raises(ValueError, match=r"must be a clip \[T, H, W, C\]"):
+        ops.get("video_clips", 4, 2)({"image": tf.zeros([5, 5, 3])}, SEED)
