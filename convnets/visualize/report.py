@@ -11,6 +11,8 @@ Writes under ``<workdir>/visualize/``:
   top9_<layer>_<feature>.png         the top-``top_k`` images of a feature map: receptive-field patches, and
                                      beside them the DeconvNet projections when `deconvnet.supported(model)`
   index.html                         every image with a caption, and the per-layer activation summary table
+Clip models (5-D inputs [N, T, H, W, C]) get clip_<i>.png, conv1_filters.png and featuremaps_<layer>.png instead
+(convnets.visualize.clips).
 and the same images to TensorBoard (``visualize/<name>`` under ``<workdir>/tensorboard``, at the checkpoint's
 step). The ``visualize`` section of the config sets what to draw (experiments/default.py).
 """
@@ -201,6 +203,12 @@ def visualize(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device]
     x, y = _eval_images(config, num)
     mask = np.ones(len(x), np.float32)
     w = _Writer(workdir, step)
+    if x.ndim == 5:  # Clips [N, T, H, W, C] (C3D, the fusion nets): frame strips, 3D filters (visualize.clips).
+        from convnets.visualize import clips
+        notes, rows = clips.draw(w, config, model, variables, x, y)
+        index = _write_index(w, f'What {config.model.name} learned', [f'Step {step}.'] + notes, _summary_table(rows))
+        w.close()
+        return {'files': list(w.files), 'index': index}
     apply_batch = 256
     parts = [filters.intermediates(model, variables, x[s:s + apply_batch]) for s in range(0, len(x), apply_batch)]
     logits = np.concatenate([p[0] for p in parts])
