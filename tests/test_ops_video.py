@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from convnets.data import ops
+from convnets.data import ops, pipeline
+from experiments import default
+from tests.clips_dataset import STEP
 
 T, H, W = 4, 30, 40
 OFFSET = 10.0  # frame t = base + OFFSET * t
@@ -184,3 +186,25 @@ def test_video_clips_after_spatial_ops_static_shapes_and_errors():
             ops.parse(bad)
     with pytest.raises(ValueError, match=r"must be a clip \[T, H, W, C\]"):
         ops.get("video_clips", 4, 2)({"image": tf.zeros([5, 5, 3])}, SEED)
+
+
+@pytest.mark.slow  # prepares a TFDS dataset (~2 s)
+def test_video_clips_eval_batches(tmp_path):
+    """Per-video evaluation batches of the tests' clips dataset (3 test videos of 6 to 9 frames)."""
+    data = default.get_config().data
+    data.update(dict(name="convnets_test_clips", data_dir=str(tmp_path), prefetch=0))
+    data.batch_keys = ("crops", "crop_mask", "label")
+    data.eval_preprocess = "rename('video', 'image')|center_crop(16)|video_clips(4, 3, 2)"
+    assert pipeline.element_spec(data, train=False)["crops"] == ((3, 4, 16, 16, 3), np.dtype(np.float32))
+    (batch,) = list(pipeline.eval_batches(data, global_batch_size=4))
+    assert set(batch) == {"crops", "crop_mask", "label", "mask"}
+    assert batch["crops"].shape == (4, 3, 4, 16, 16, 3) and batch["crop_mask"].shape == (4, 3)
+    assert batch["mask"].tolist() == [1, 1, 1, 0] and sorted(batch["label"][:3]) == [0, 1, 2]
+    # Each video's clips start every 2 frames: frame t is base + STEP * t, so clip k starts at STEP * 2k above clip 0.
+    for video, mask in zip(batch["crops"][:3], batch["crop_mask"][:3], strict=True):
+        np.testing.assert_array_equal(np.diff(video, axis=1), STEP)  # consecutive frames in a clip
+        real = int(mask.sum())
+        assert mask.tolist() == [1] * real + [0] * (3 - real) and real >= 2  # 6-9 frames: 2 or 3 clips
+        for k in range(3):
+            np.testing.assert_array_equal(video[k] - video[0], 2 * k * STEP if k < real else 0)
+    assert not batch["crops"][3].any() and not batch["crop_mask"][3].any()
