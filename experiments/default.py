@@ -21,7 +21,8 @@ Schema
   init_from_skip           regexes of variable paths ('params/fc_layer/') that keep their fresh initialisation.
   divergence_factor        stop when a watched train loss exceeds this factor times its first value (0: off).
   evals.<name>.*           evaluations: type, split, cadence (every, at_end), results_key, and the type's own
-                           fields (classification: views, batch_keys, model_overrides; see `classification_eval`).
+                           fields (classification: views, batch_keys, model_overrides; see `classification_eval`;
+                           clip_svm, C3D's linear SVM on video descriptors: see `clip_svm_eval`).
   parallel                 'shard_map' (main path: jax.jit(jax.shard_map(...))) or 'pmap'.
   stages, stage_configs    a multi-stage experiment (`convnets.train.stages`): stage names in run order, and per
                            stage a partial config merged into this one; 'stage:<name>[/<rest>]' values name an
@@ -155,6 +156,40 @@ def classification_eval(*, every: str = '', at_end: bool = True, results_key: st
     ev.batch_keys = tuple(batch_keys)
     ev.net = net
     ev.model_overrides = config_dict.ConfigDict()
+    return ev
+
+
+def clip_svm_eval(*, every: str = '', at_end: bool = True, results_key: str, split: str = '', train_split: str = '',
+                  preprocess: str = '', batch_keys: tuple[str, ...] = ('crops', 'crop_mask', 'label'),
+                  feature: str = 'fc6', svm_c: float = 1.0, max_train_videos: int = 0, net: str = 'model'
+                  ) -> config_dict.ConfigDict:
+    """A 'clip_svm' evaluator entry (convnets.evaluate.clip_svm): C3D's protocol (Tran et al. 2015 sec. 3.3, 4), a
+    linear SVM on per-video L2-normalised averages of the clips' `feature`; top1, top1_error, num_examples,
+    num_train, feature_dim, clips_per_video, train_top1.
+
+    every, at_end, results_key   as classification_eval.
+    split            the test videos; '' : data.eval_split. train_split: the SVM's videos; '' : data.train_split.
+    preprocess       the eval spec of BOTH splits (no augmentation for the SVM's training features); '' :
+                     data.eval_preprocess. C3D: "...|video_clips(16, K, stride=8)" (16-frame clips, 8 overlapping).
+    batch_keys       ('crops', 'crop_mask', 'label') from video_clips; ('image', 'label'): one clip per video.
+    feature          the sown layer averaged ('fc6': C3D's descriptor, after its ReLU).
+    svm_c            C of scikit-learn's LinearSVC (the paper gives none; 1.0 is scikit-learn's default).
+    max_train_videos the first this many training videos (0: all), for quick runs.
+    net              the network whose features are read.
+    """
+    ev = config_dict.ConfigDict()
+    ev.type = 'clip_svm'
+    ev.every = every
+    ev.at_end = at_end
+    ev.results_key = results_key
+    ev.split = split
+    ev.train_split = train_split
+    ev.preprocess = preprocess
+    ev.batch_keys = tuple(batch_keys)
+    ev.feature = feature
+    ev.svm_c = float(svm_c)
+    ev.max_train_videos = max_train_videos
+    ev.net = net
     return ev
 
 

@@ -5,7 +5,8 @@ The step functions are written for ONE device's slice of the batch and run under
 Video classification is this task on clips: the batch's 'image' is then [B, T, H, W, C] and the model a 3D CNN.
 
 Batches hold 'image' and 'label' (int32 class index). Evaluators: 'classification' (top-1/top-5 accuracy, loss;
-multiple views, crops and eval-only model overrides: `convnets.evaluate.classification`).
+multiple views, crops and eval-only model overrides: `convnets.evaluate.classification`) and 'clip_svm' (C3D's
+linear SVM on per-video averaged fc6 features: `convnets.evaluate.clip_svm`).
 """
 
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from jax import lax
 from ml_collections import ConfigDict
 
 from convnets.evaluate import classification as classification_eval
+from convnets.evaluate import clip_svm
 from convnets.tasks import base, sgd
 from convnets.train.state import TrainState
 
@@ -89,7 +91,7 @@ class Classification(base.SingleNetwork):
     """One classifier (`config.model`), SGD from `config.optimizer`, cross-entropy (+ `config.aux_loss_weight`
     times the auxiliary heads' losses), Polyak averaging with `config.ema_decay`."""
 
-    evaluators = {'classification': classification_eval.make_evaluator}
+    evaluators = {'classification': classification_eval.make_evaluator, 'clip_svm': clip_svm.make_evaluator}
 
     def run_config(self, config: ConfigDict) -> dict[str, Any]:
         return super().run_config(config) | {'ema_decay': config.ema_decay, 'aux_loss_weight': config.aux_loss_weight}
