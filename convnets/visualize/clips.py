@@ -38,7 +38,7 @@ STRIPS_PER_COLUMN = 16  # conv1_filters.png: filters stacked 16 high, then a new
 MAX_MAPS = 8  # featuremaps_<layer>.png: the first 8 maps of each layer.
 NUM_CLIPS = 4  # clip_<i>.png for the first 4 eval clips.
 SUMMARY_CLIPS = 32  # Clips whose activations the summary table is computed on.
-FRAME_PAD = 1  # White pixels between and around the frames / slices of a strip.
+FRAME_PAD = 2  # White pixels between and around the frames / slices of a strip.
 STRIP_GAP = 4  # White pixels between and around the strips of conv1_filters.png.
 
 
@@ -117,12 +117,36 @@ def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
     return out
 
 
-def intermediates(model: nn.Module, variables: Any, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(logits, {layer: activation}) on a batch of clips; submodules' layers as ``'<submodule>/<layer>'`` (the
-    fusion nets sow their conv layers inside ``tower`` / ``fovea`` / ``context``), in the order they were sown."""
-    logits, state = model.apply(variables, x, train=False, mutable=['intermediates'])
-    acts = _flatten(state.get('intermediates', {}))
-    return np.asarray(logits), {k: np.asarray(v) for k, v in acts.items()}
+def intermediates(model: nn.Module, variables: Any, x: np.ndarray, batch: int = SUMMARY_CLIPS
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(logits of every clip, {layer: activation of the first ``batch`` clips}), layers in the order they were
+    sown; submodules' layers as ``'<submodule>/<layer>'`` (the fusion nets sow their convs inside ``tower`` /
+    ``fovea`` / ``context``).
+
+    One jitted program for batches of ``min(len(x), batch)`` clips (the last one padded by repeating its last clip):
+    eager op-by-op application compiles every primitive anew for each batch shape.
+    """
+    size = min(len(x), batch)
+    names: list[str] = []
+
+    def apply(v: Any, xb: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+        logits, state = model.apply(v, xb, train=False, mutable=['intermediates'])
+        flat = _flatten(state.get('intermediates', {}))
+        names[:] = list(flat)  # at trace time: jit's outputs would come back with dict keys sorted
+        return logits, list(flat.values())
+
+    fn = jax.jit(apply)
+    logits, acts = [], None
+    for s in range(0, len(x), size):
+        xb = x[s:s + size]
+        k = len(xb)
+        if k < size:
+            xb = np.concatenate([xb, np.repeat(xb[-1:], size - k, axis=0)])
+        lg, values = fn(variables, xb)
+        logits.append(np.asarray(lg)[:k])
+        if acts is None:
+            acts = dict(zip(names, (np.asarray(a) for a in values), strict=True))
+    return np.concatenate(logits), acts or {}
 
 
 def first_conv3d_kernel(variables: Any, layer_order: list[str]) -> tuple[str, np.ndarray]:
@@ -208,9 +232,7 @@ def draw(writer: Any, config: ConfigDict, model: nn.Module, variables: Any, x: n
         raise ValueError(f'clips.draw expects clips [N, T, H, W, C], got shape {x.shape}')
     n, t, h, w, c = x.shape
     names = class_names(config.data)
-    batch = 32
-    logits = np.concatenate([np.asarray(model.apply(variables, x[s:s + batch], train=False))
-                             for s in range(0, n, batch)])
+    logits, acts = intermediates(model, variables, x)
     probs = _softmax(logits)
     pred = np.argmax(probs, axis=-1)
     scale = _scale(max(h, w), MIN_DISPLAY)
@@ -221,18 +243,17 @@ def draw(writer: Any, config: ConfigDict, model: nn.Module, variables: Any, x: n
                    f'{scale}x; label {_name(names, int(y[i]))}, predicted {_name(names, int(pred[i]))} with '
                    f'probability {probs[i, pred[i]]:.3f} ({verdict}; p(label) = {probs[i, y[i]]:.3f})')
 
-    _, acts = intermediates(model, variables, x[:SUMMARY_CLIPS])
     layer, kernel = first_conv3d_kernel(variables, list(acts))
     fscale = _scale(max(kernel.shape[1:3]), MIN_SLICE)
     writer.add('Filters', 'conv1_filters', filter_strips(kernel, fscale), _filters_caption(layer, kernel, fscale))
 
     # Feature maps of clip 0: conv layers only (pools repeat them), [B', T', h, w, c] with B' the clips times the
-    # frames / towers the model folds into its batch; clip 0 alone is a batch of 1, so B' x T' is its time axis.
-    _, one = intermediates(model, variables, x[:1])
-    for name, a in one.items():
+    # frames / towers the model folds into its batch, clip-major: clip 0's B' / B x T' rows are its time axis.
+    clips_in_batch = min(n, SUMMARY_CLIPS)
+    for name, a in acts.items():
         if a.ndim != 5 or 'conv' not in name.rsplit('/', 1)[-1]:
             continue
-        seq = a.reshape((-1,) + a.shape[2:])
+        seq = a.reshape((clips_in_batch, -1) + a.shape[2:])[0]
         mscale = _scale(max(seq.shape[1:3]), 24)
         writer.add('Feature maps of eval clip 0 over time', f'featuremaps_{name.replace("/", "_")}',
                    maps_over_time(seq, scale=mscale),
