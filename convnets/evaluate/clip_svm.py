@@ -19,8 +19,9 @@ What this evaluator does with a state (fields: `experiments.default.clip_svm_eva
    both splits use the SAME preprocessing spec (`preprocess`): the SVM's training features are not augmented;
 2. per video, the mean of its real clips' features ('crop_mask' 1; padding clips of short videos are ignored),
    L2-normalised (`video_descriptors`);
-3. scikit-learn's LinearSVC (liblinear, one-vs-rest, squared hinge, C = `svm_c`) fit on the training videos,
-   top-1 accuracy on the test videos.
+3. scikit-learn's LinearSVC (liblinear, one-vs-rest, squared hinge, C = `svm_c`, random_state 0) fit on the
+   training videos, top-1 accuracy on the test videos. With several processes every process gathers every
+   video's features (`parallel.gather_to_host`) and fits the same SVM.
 The paper does not give the SVM's C (nor its library); 1.0, scikit-learn's default, is this evaluator's default.
 
 Batches: ('crops', 'crop_mask', 'label') from `video_clips` ('crops' [B, K, T, H, W, C], every clip through the
