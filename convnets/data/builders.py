@@ -345,8 +345,8 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
     """
     tf_cpu_only()
     # Importing registers the embedded `convnets_digits`, `convnets_digit_scenes` and `convnets_moving_digits`,
-    # and `convnets_voc0712`.
-    from convnets.data import digit_scenes, digits, moving_digits, voc0712  # noqa: F401
+    # `convnets_voc0712` and `convnets_video_folder` (users' own frame folders).
+    from convnets.data import digit_scenes, digits, moving_digits, video_folder, voc0712  # noqa: F401
 
     name = data.name
     base = name.split(":")[0].split("/")[0]
