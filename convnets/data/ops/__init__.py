@@ -19,7 +19,8 @@ Conventions:
   ``keep(*keys)`` drops all other features, ``rename(old, new)`` moves one.
 * Images are ``[H, W, C]``. Clips ``[T, H, W, C]`` go through the same geometric and colour ops frame by
   frame, with ONE random draw per example for all frames (same crop window, same flip); ``video`` adds
-  temporal crops.
+  temporal crops, and ``video_clips`` (per-video evaluation) writes every clip of a video to ``'crops'``
+  ``[K, T, h, w, C]`` with ``'crop_mask'`` ``[K]`` (1: a real clip, 0: padding).
 * Boxes: ``features['boxes']`` float32 ``[N, 4]`` (ymin, xmin, ymax, xmax) in pixel-edge coordinates of the
   current image, with ``box_classes`` / ``box_difficult`` and, after ``pad_boxes``, ``box_mask``; see
   ``convnets.data.ops.boxes`` for the full convention.
@@ -43,6 +44,7 @@ Paper recipes as spec strings (``M`` = ``convnets.data.constants.IMAGENET_RGB_ME
     ResNet train:    decode(3)|random_resize_short(256, 480)|random_crop(224)|flip_lr|pca_lighting|subtract_mean(M)
     detection:       decode|objects_to_boxes|random_resize_short(480, 576)|random_crop(448)|flip_lr|pad_boxes(50)
     C3D-style clips: decode|random_temporal_crop(16)|resize((128, 171))|random_crop(112)|flip_lr|subtract_mean(M)
+    C3D per video:   decode|resize((128, 171))|center_crop(112)|subtract_mean(M)|video_clips(16, 32, 8)
 
 Modules: ``core`` (registry, parser, helpers), ``decode``, ``geometry``, ``inception`` (GoogLeNet's crop),
 ``views`` (multi-view evaluation crops), ``colour``, ``colour_jitter``, ``boxes``, ``proposals`` (cached region

@@ -8,6 +8,16 @@ so a C3D-like training spec is::
 with the clip under 'image' (``rename('video', 'image')`` first for TFDS video datasets, or pass
 ``key='video'`` to every op). Clips shorter than the window are looped (frame ``i`` of the window is frame
 ``(start + i * stride) mod T``), so every example yields ``num_frames`` frames.
+
+Per-video evaluation takes every clip of a video at once: ``video_clips`` writes them to 'crops'
+``[K, num_frames, H, W, C]`` with 'crop_mask' ``[K]`` (padding clips 0), batched with
+``data.batch_keys=('crops', 'crop_mask', 'label')``; the evaluators average over the real clips. C3D (sec. 4,
+16-frame clips with an 8-frame overlap, the long videos' clips subsampled evenly to a static K = 32)::
+
+    rename('video', 'image')|resize((128, 171))|center_crop(112)|subtract_mean(M)|video_clips(16, 32, 8)
+
+and ``video_clips(T, 20)`` gives the 20 evenly spaced clips per video of Karpathy et al.
+(sec. 4.1). Spatial and value ops before ``video_clips`` act on the whole video once.
 """
 
 from __future__ import annotations
