@@ -121,3 +121,12 @@ def moving_digits_dir(tmp_path_factory) -> str:
     config = tfds.download.DownloadConfig(max_examples_per_split=16)
     moving_digits.ConvnetsMovingDigits(data_dir=data_dir).download_and_prepare(download_config=config)
     return data_dir
+
+
+@pytest.fixture(scope='session')
+def ucf101_dir(tmp_path_factory) -> str:
+    """A TFDS data_dir holding a fake `ucf101/ucf101_1` written by TFDS's own ucf101 builder (tests/fake_ucf101.py:
+    12 train and 6 test videos of 16-40 frames at 30x40)."""
+    from tests import fake_ucf101
+
+    return fake_ucf101.prepare(str(tmp_path_factory.mktemp('tfds_ucf101')))

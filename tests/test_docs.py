@@ -137,6 +137,14 @@ def _same(got, documented: str) -> bool:
 
 
 def _input_shape(config: ConfigDict) -> tuple[int, ...]:
+    from convnets.models import video_fusion
+
+    if config.model.name.startswith('c3d') and config.data.name != 'convnets_moving_digits':
+        return (16, 112, 112, 3)  # C3D's clips (Tran et al. sec. 3.1)
+    fusion = {name: f for f, name in video_fusion.NAMES.items()}.get(config.model.name)
+    if fusion and config.data.name != 'convnets_moving_digits':
+        frames, size = video_fusion.PAPER_INPUT[fusion]
+        return (frames, size, size, 3)
     if config.data.name in ('imagenet2012', 'imagenette'):
         size = config.model.get('input_size', 224)
         return (size, size, 3)
