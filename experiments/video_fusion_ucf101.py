@@ -24,7 +24,7 @@ Hardware/time: not run here (no data, no GPU).
 from experiments import video, video_fusion_sports1m
 
 # Trained layers per variant (Sec. 5); everything else is frozen (optimizer.frozen regexes of parameter paths).
-FROZEN = {'top1': ('^conv', '^fc6_', '^fc7_'), 'top3': ('^conv',), 'all': (), 'scratch': ()}
+FROZEN = {'top1': ('^tower/', '^fc6_', '^fc7_'), 'top3': ('^tower/',), 'all': (), 'scratch': ()}  # tower: conv1-5
 VARIANTS = ('', *FROZEN)
 
 

@@ -35,12 +35,20 @@ def _config(name, variant):
 
 
 def _param_count(config):
+    """The network's parameter count at the paper's input; its output shape and the frozen layers are checked."""
+    import re
+
+    from convnets.train import optim
+
     model = tasks.get(config.task).build_nets(config)['model']
     fusion = {n: f for f, n in video_fusion.NAMES.items()}.get(config.model.name)
     frames, size = video_fusion.PAPER_INPUT[fusion] if fusion else (16, 112)
     x = jnp.zeros((1, frames, size, size, 3))
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
     assert jax.eval_shape(lambda v: model.apply(v, x, train=False), variables).shape == (1, config.model.num_classes)
+    paths = optim.param_paths(variables['params'])
+    for pattern in config.optimizer.frozen:  # each names layers of this network (a typo would train everything)
+        assert any(re.search(pattern, p) for p in paths), (pattern, paths[:4])
     return sum(leaf.size for leaf in jax.tree.leaves(variables['params']))
 
 
@@ -99,3 +107,52 @@ def test_c3d_recipes_run_through_main(tmp_path, ucf101_dir):
                     "|video_clips(16, 3, 8)\",)")
     assert scratch['eval']['num_examples'] == scratch['eval_clip']['num_examples'] == 6
     assert sorted(os.listdir(tmp_path / 'depth1' / 'checkpoints')) == ['1', '2']
+
+
+FUSION_VIEWS = ("--config.evals.test.views=(\"rename('video', 'image')|resize_short(200)|center_crop(200)"
+                "|center_crop(170)|video_clips(10, 2, 0)\",)")
+
+
+@pytest.mark.slow
+def test_fusion_recipes_run_and_transfer_freezes_the_convs(tmp_path, ucf101_dir):
+    """Slow fusion on "Sports-1M" (the fake UCF101 standing in) through convnets.main, then Table 3's "fine-tune
+    the top 3 layers" from it: the convs stay exactly the Sports-1M ones, fc6 and fc7 move, fc8 is new."""
+    import numpy as np
+
+    from tests.helpers import final_params
+
+    sports = _main(tmp_path / 'slow', ucf101_dir, 'experiments/video_fusion_sports1m.py',
+                   '--config.data.name=ucf101/ucf101_1', '--config.data.train_split=train',
+                   '--config.data.eval_split=test', FUSION_VIEWS)
+    assert sports['eval']['num_examples'] == 6
+    top3 = _main(tmp_path / 'top3', ucf101_dir, 'experiments/video_fusion_ucf101.py',
+                 f'--config.init_from={tmp_path / "slow"}', FUSION_VIEWS)
+    assert top3['step'] == 2
+    before, after = final_params(str(tmp_path / 'slow')), final_params(str(tmp_path / 'top3'))
+    for layer in ('conv1_layer', 'conv3_layer', 'conv5_layer'):
+        np.testing.assert_array_equal(before['tower'][layer]['kernel'], after['tower'][layer]['kernel'])
+    for layer in ('fc6_layer', 'fc7_layer'):
+        assert not np.array_equal(before[layer]['kernel'], after[layer]['kernel'])
+    assert before['fc8_layer']['kernel'].shape == (8, 487) and after['fc8_layer']['kernel'].shape == (8, 101)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('variant', ['single_frame', 'early_fusion', 'late_fusion', 'multires'])
+def test_other_fusion_recipes_fit_their_clips(tmp_path, ucf101_dir, variant):
+    """Every fusion model's clip length and frame size (170, 178 for multires; 1, 10 or 16 frames) fit its
+    network: one training step and the per-video evaluation, in process (the command line path is shown above)."""
+    from convnets.train import loop
+
+    c = _config('video_fusion_sports1m', variant)
+    c.data.update(dict(name='ucf101/ucf101_1', data_dir=ucf101_dir, train_split='train', eval_split='test'))
+    c.model.update(dict(widths=(4, 4, 8, 8, 8), fc_features=8))
+    frames = video_fusion.PAPER_INPUT[_fusion(c.model.name)][0]
+    view = c.evals.test.views[0]
+    c.evals.test.views = (view.replace(f'video_clips({frames}, 20, 0)', f'video_clips({frames}, 2, 0)'),)
+    c.update(dict(num_train_steps=1, batch_size=2, eval_batch_size=2, log_every='1', checkpoint_every=''))
+    results = loop.train_and_evaluate(c, str(tmp_path / variant), devices=jax.devices()[:2])
+    assert results['eval']['num_examples'] == results['eval_clip']['num_examples'] == 6
+
+
+def _fusion(model_name: str) -> str:
+    return {n: f for f, n in video_fusion.NAMES.items()}[model_name]
