@@ -222,7 +222,9 @@ def _filters_caption(name: str, kernel: np.ndarray, scale: int) -> str:
     return head + (f'. Filters whose slices differ over time respond to motion (a pattern that moves between '
                    f'frames), filters with alike slices to appearance. Temporal variation |w - mean over time| / '
                    f'|w| per filter (0 = the same in every frame), largest first: {top}; '
-                   f'{int(np.sum(var > 0.5))} of {cout} above 0.5.')
+                   f'{int(np.sum(var > 0.5))} of {cout} above 0.5 (a filter of independent random slices scores '
+                   f'about sqrt((kt - 1) / kt) = {math.sqrt((kt - 1) / kt):.2f}; a filter that learned a static '
+                   f'pattern, near 0).')
 
 
 def draw(writer: Any, config: ConfigDict, model: nn.Module, variables: Any, x: np.ndarray,
@@ -259,7 +261,8 @@ def draw(writer: Any, config: ConfigDict, model: nn.Module, variables: Any, x: n
                    maps_over_time(seq, scale=mscale),
                    f'{name}: its first {min(MAX_MAPS, seq.shape[-1])} of {seq.shape[-1]} maps, one per row, at its '
                    f'{seq.shape[0]} time steps left to right ({seq.shape[1]}x{seq.shape[2]}, shown {mscale}x); each '
-                   f'map scaled to its own range over all its time steps')
+                   f'map scaled to its own range over all its time steps (first and last steps of a layer that pads '
+                   f'time see zeros beyond the clip)')
 
     accuracy = float(np.mean(pred == y))
     notes = [f'{config.model.name}: {n} eval clips of {t}x{h}x{w}x{c} (top-1 on them {accuracy:.3f}).',
