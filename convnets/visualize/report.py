@@ -11,10 +11,9 @@ Writes under ``<workdir>/visualize/``:
   top9_<layer>_<feature>.png         the top-``top_k`` images of a feature map: receptive-field patches, and
                                      beside them the DeconvNet projections when `deconvnet.supported(model)`
   index.html                         every image with a caption, and the per-layer activation summary table
-Clip models (5-D inputs [N, T, H, W, C]) get clip_<i>.png, conv1_filters.png and featuremaps_<layer>.png instead
-(convnets.visualize.clips).
 and the same images to TensorBoard (``visualize/<name>`` under ``<workdir>/tensorboard``, at the checkpoint's
-step). The ``visualize`` section of the config sets what to draw (experiments/default.py).
+step). The ``visualize`` section of the config sets what to draw (experiments/default.py). Clip models (5-D inputs
+[N, T, H, W, C]) get clip_<i>.png, conv1_filters.png and featuremaps_<layer>.png instead (convnets.visualize.clips).
 """
 
 from __future__ import annotations
