@@ -87,5 +87,7 @@ def test_slow_fusion_on_one_device_equals_eight(tmp_path, moving_digits_dir):
     for n in (1, DEVICES):
         runs[n] = str(tmp_path / f'slow_{n}')
         c = _tiny(moving_digits_dir, 'slow_fusion', num_train_steps=3, checkpoint_every='')
+        for ev in c.evals.values():  # parameters only
+            ev.at_end = False
         loop.train_and_evaluate(c, runs[n], devices=jax.devices()[:n])
     assert_trees_close(final_params(runs[1]), final_params(runs[DEVICES]), rtol=1e-5, atol=1e-6)
