@@ -51,3 +51,13 @@ def test_padding_clips_do_not_matter_and_an_all_ones_mask_is_the_plain_average(s
                                classification.crop_averaged_log_probs(model, variables, crops), rtol=1e-6)
     batch = {'crops': crops, 'crop_mask': mask}
     np.testing.assert_allclose(classification.log_probs(model, variables, batch), a, rtol=1e-6)
+
+
+def test_a_padding_example_without_real_clips_stays_finite(setup):
+    """The last eval batch is padded with examples whose crop_mask is all 0; they are masked out of the sums, which
+    a NaN would still poison (NaN * 0 = NaN)."""
+    model, variables, crops = setup
+    mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]], np.float32)
+    lp = np.asarray(classification.crop_averaged_log_probs(model, variables, crops, mask))
+    assert np.all(np.isfinite(lp))
+    np.testing.assert_allclose(lp[1], classification.crop_averaged_log_probs(model, variables, crops)[1], rtol=1e-6)

@@ -48,10 +48,12 @@ def crop_averaged_log_probs(model: nn.Module, variables: dict, crops: jax.Array,
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape((b, k, -1))
     if mask is None:
         return jax.nn.logsumexp(log_probs, axis=1) - jnp.log(k)
-    weights = mask.astype(jnp.float32)[:, :, None]
+    weights = mask.astype(jnp.float32)
+    # A row with no real crop (a padding example of the last eval batch, masked out of every metric) averages all
+    # of its crops instead: finite, where 0 / 0 would put NaN into the masked sums.
+    weights = jnp.where(jnp.sum(weights, axis=1, keepdims=True) > 0, weights, 1.0)[:, :, None]
     # log(sum_k w_k p_k / sum_k w_k); padding clips get weight 0 (b=0 in logsumexp drops them exactly).
-    return (jax.nn.logsumexp(log_probs, axis=1, b=weights)
-            - jnp.log(jnp.maximum(jnp.sum(weights, axis=1), 1.0)))
+    return jax.nn.logsumexp(log_probs, axis=1, b=weights) - jnp.log(jnp.sum(weights, axis=1))
 
 
 def log_probs(model: nn.Module, variables: dict, batch: dict[str, jax.Array]) -> jax.Array:
