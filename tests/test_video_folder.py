@@ -120,3 +120,11 @@ def test_video_errors(tmp_path):
     (root / "train" / "archery" / "stray.png").write_bytes(b"")
     with pytest.raises(ValueError, match=r"stray.png is a file, but .*archery must hold only video folders"):
         list(video_folder.ConvnetsVideoFolder._generate_examples(None, str(root / "train")))
+
+
+def test_not_prepared_without_download_says_to_prepare_from_the_frames(tmp_path):
+    """A folder dataset needs no internet: the error for data.download=False says so, not "download elsewhere"."""
+    data = _data(tmp_path, tmp_path / "frames", download=False)
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded") as e:
+        pipeline.get_builder(data)
+    assert str(tmp_path / "frames") in str(e.value) and "internet access" not in str(e.value)

@@ -371,6 +371,12 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
     if voc:
         _check_voc_manual_files(builder, manual_dir)
     ucf101 = base == UCF101_NAME and not _preparation_mocked()
+    if not data.download and base == video_folder.NAME:  # prepared from local frames: no internet involved
+        raise FileNotFoundError(
+            f"dataset {name!r} is not prepared in {root} and data.download is False. It is prepared from your "
+            f"frames in {manual_dir} (<split>/<class_name>/<video_id>/<frames .jpg/.png>; --config.data.manual_dir): "
+            "run once with --config.data.download=True (nothing is downloaded)."
+        )
     if not data.download:
         raise FileNotFoundError(
             f"dataset {name!r} is not prepared in {root} and data.download is False. "
