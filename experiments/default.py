@@ -65,9 +65,13 @@ def get_config() -> config_dict.ConfigDict:
     c.num_train_steps = -1  # > 0 overrides num_epochs.
 
     c.optimizer = config_dict.ConfigDict()
+    c.optimizer.name = 'sgd'  # or 'adam' (b1, b2, eps below; DCGAN)
     c.optimizer.learning_rate = 0.1
     c.optimizer.momentum = 0.9
     c.optimizer.nesterov = False
+    c.optimizer.b1 = 0.9  # Adam's moment decays and epsilon (optimizer.name='adam')
+    c.optimizer.b2 = 0.999
+    c.optimizer.eps = 1e-8
     c.optimizer.weight_decay = 0.0
     c.optimizer.weight_decay_on = 'all'  # 'all' parameters, or 'kernels' (no biases/BN/subsampling coefs).
     c.optimizer.schedule = 'constant'  # constant | step | exponential | cosine | plateau

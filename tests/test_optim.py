@@ -166,3 +166,27 @@ def test_frozen_parameters_get_no_update_and_no_state():
     tx = optim.make_optimizer(typo, optim.make_schedule(typo, steps_per_epoch=1, total_steps=10))
     with pytest.raises(ValueError, match="'\\^conv9_' matches no parameter.*conv1_1_layer/kernel"):
         tx.init(params)
+
+
+def test_adam_equals_optax_adam_and_bad_betas_are_named():
+    """optimizer.name='adam' (DCGAN sec. 4: lr 2e-4, beta1 0.5) is optax's Adam step for step."""
+    import jax.numpy as jnp
+    import optax
+
+    from experiments import default
+
+    opt = default.get_config().optimizer
+    opt.update(dict(name='adam', b1=0.5, learning_rate=2e-4, momentum=0.0))
+    optim.validate(opt)
+    tx = optim.make_optimizer(opt, optim.make_schedule(opt, steps_per_epoch=10, total_steps=10))
+    reference = optax.adam(2e-4, b1=0.5)
+    params = {'w': jnp.arange(3.0)}
+    ours, theirs = tx.init(params), reference.init(params)
+    for g in ([0.1, -0.2, 0.3], [1.0, 0.5, -2.0], [0.0, 0.1, 0.1]):
+        grads = {'w': jnp.asarray(g)}
+        u1, ours = tx.update(grads, ours, params)
+        u2, theirs = reference.update(grads, theirs, params)
+        np.testing.assert_allclose(u1['w'], u2['w'], rtol=1e-6)
+    opt.b1 = 1.0
+    with pytest.raises(ValueError, match='b1'):
+        optim.validate(opt)

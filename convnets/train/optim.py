@@ -6,6 +6,10 @@ before momentum), as in Caffe and the papers. Two placements of the learning rat
   'lr_inside'  (AlexNet sec. 5, Caffe): v <- m v - lr (g + wd w);       w <- w + v
 They agree exactly while the rate is constant; when it drops, 'lr_inside' keeps the velocity built at the old rate
 (the paper's update), while 'lr_outside' rescales it at once.
+
+`optimizer.name = 'adam'` (DCGAN: Adam with beta1 0.5, Radford et al. sec. 4) replaces the momentum by Adam's
+moment estimates (`b1`, `b2`, `eps`; Kingma & Ba); weight decay, when set, is still coupled (added to the
+gradient first), and the schedules, plateau control, bias multiplier and frozen parameters apply unchanged.
 """
 
 import functools
@@ -21,6 +25,7 @@ from ml_collections import ConfigDict
 from convnets.train import transforms
 
 SCHEDULES = ('constant', 'step', 'exponential', 'cosine', 'plateau')
+OPTIMIZERS = ('sgd', 'adam')
 VELOCITIES = ('lr_outside', 'lr_inside')
 
 
@@ -42,6 +47,11 @@ def validate(opt: ConfigDict) -> None:
             raise ValueError(f'optimizer.{field}={opt[field]!r} must be {wanted}: --config.optimizer.{field}=...')
     if opt.schedule not in SCHEDULES:
         raise ValueError(f'Unknown optimizer.schedule {opt.schedule!r}; valid: {", ".join(SCHEDULES)}.')
+    if opt.name not in OPTIMIZERS:
+        raise ValueError(f'Unknown optimizer.name {opt.name!r}; valid: {", ".join(OPTIMIZERS)}.')
+    if opt.name == 'adam' and not (0.0 <= opt.b1 < 1.0 and 0.0 <= opt.b2 < 1.0 and opt.eps > 0):
+        raise ValueError(f'optimizer.b1={opt.b1}, b2={opt.b2}, eps={opt.eps}: Adam needs 0 <= b1, b2 < 1 and '
+                         f'eps > 0 (DCGAN: b1 0.5, b2 0.999).')
 
 
 def _to_steps(value: float, unit: str, steps_per_epoch: int) -> int:
@@ -131,7 +141,7 @@ def _frozen_labels(patterns: tuple[str, ...]) -> Callable:
 
 
 def make_optimizer(opt: ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """SGD with momentum and coupled weight decay (see the module docstring), plus the options papers need:
+    """SGD with momentum (or Adam) and coupled weight decay (see the module docstring), plus the options papers need:
     `bias_lr_multiplier` (Caffe's lr_mult 2 on biases, R-CNN / Fast R-CNN prototxts) and `frozen` (regexes of
     parameter paths that are not trained, e.g. Fast R-CNN's conv1-conv2 of VGG16, sec. 4.5)."""
     tx = _sgd(opt, schedule)
@@ -155,7 +165,10 @@ def _sgd(opt: ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformat
     if opt.bias_lr_multiplier != 1.0:  # so does the bias multiplier (Caffe: lr_mult scales the rate)
         is_bias = functools.partial(_labels, fn=lambda p: p.rsplit('/', 1)[-1] == 'bias')
         rate.append(optax.masked(optax.scale(opt.bias_lr_multiplier), is_bias))
-    momentum = [optax.trace(decay=opt.momentum, nesterov=opt.nesterov)] if opt.momentum else []
+    if opt.name == 'adam':  # Adam's moments replace the momentum; the rate acts after them, as in optax.adam.
+        momentum = [optax.scale_by_adam(b1=opt.b1, b2=opt.b2, eps=opt.eps)]
+    else:
+        momentum = [optax.trace(decay=opt.momentum, nesterov=opt.nesterov)] if opt.momentum else []
     parts += momentum + rate if velocity == 'lr_outside' else rate + momentum
     if opt.filter_rms_max:
         parts.append(transforms.renormalize_filters(opt.filter_rms_max))
