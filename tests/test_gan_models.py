@@ -17,6 +17,11 @@ from convnets.models import dcgan, gan_mlp, get_model, list_models
 from convnets.models.registry import model_fields
 
 
+def _key(seed: int) -> jax.Array:
+    """A PRNG key whose random ops compile fast (XLA's RngBitGenerator instead of an inlined threefry)."""
+    return jax.random.key(seed, impl="rbg")
+
+
 def _count(tree) -> int:
     return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
 
@@ -75,6 +80,28 @@ def test_dcgan_32_drops_one_stage_like_the_authors_svhn_model(channels, g_params
     assert jax.eval_shape(lambda v: d.apply(v, x), dv).shape == (3,)
 
 
+def test_dcgan_imagenet32_model_gives_the_papers_28672_cifar_features():
+    """imagenet/load_pretrained.py: 3x3, z 256, stride-1 convs between the stride-2 ones; Sec. 5.1's 28672 features
+    are every conv layer of D max-pooled to 4x4."""
+    g, d = get_model("dcgan_imagenet32_generator"), get_model("dcgan_imagenet32_discriminator")
+    z, x = jnp.zeros((2, 256)), jnp.zeros((2, 32, 32, 3))
+    gv, dv = _abstract_init(g, z), _abstract_init(d, x)
+    gp, dp = _shapes(gv["params"]), _shapes(dv["params"])
+    # models/imagenet_gan_pretrain_128f_relu_lrelu_7l_3x3_256z: discrim (128, 3, 3, 3), (128, 128, 3, 3), ...,
+    # (8192, 1); gen (8192,) BN, (256, 256, 3, 3), (256, 128, 3, 3), (128, 128, 3, 3), (128, 3, 3, 3).
+    assert [dp[f"conv{i}_layer"]["kernel"][2:] for i in range(1, 7)] == [
+        (3, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512)]
+    assert dp["logit_layer"]["kernel"] == (8192, 1) and gp["project_layer"]["kernel"] == (256, 8192)
+    assert [gp[f"deconv{i}_layer"]["kernel"] for i in range(1, 7)] == [
+        (3, 3, 512, 512), (3, 3, 256, 512), (3, 3, 256, 256), (3, 3, 128, 256), (3, 3, 128, 128), (3, 3, 3, 128)]
+    assert (_count(gv["params"]), _count(dv["params"])) == (6_690_688, 4_586_112)
+    _, inter = jax.eval_shape(lambda v: d.apply(v, x, mutable=["intermediates"]), dv)
+    maps = [inter["intermediates"][f"conv{i}"][0].shape for i in range(1, 7)]
+    assert [m[1] for m in maps] == [32, 16, 16, 8, 8, 4]
+    assert sum(16 * m[-1] for m in maps) == 28672
+    assert jax.eval_shape(lambda v: g.apply(v, z), gv).shape == (2, 32, 32, 3)
+
+
 def test_dcgan_kernel_4_keeps_the_map_sizes():
     g = get_model("dcgan_generator", image_size=32, width=8, kernel_size=4)
     d = get_model("dcgan_discriminator", image_size=32, width=8, kernel_size=4)
@@ -95,21 +122,26 @@ def test_dcgan_bad_sizes_are_named():
 
 def test_transposed_conv_is_the_input_gradient_of_the_strided_conv():
     """The authors' ``deconv`` is cuDNN's conv input gradient: ours must be the same linear map (k = 5 and 4)."""
-    for k in (5, 4):
+    for k, stride in ((5, 2), (4, 2), (3, 2), (3, 1)):
         rng = np.random.default_rng(k)
         kernel = jnp.asarray(rng.normal(size=(k, k, 2, 3)), jnp.float32)  # HWIO of the conv 2 -> 3 maps
         y = jnp.asarray(rng.normal(size=(1, 4, 4, 3)), jnp.float32)
         p = dcgan.conv_padding(k)
 
-        def conv(x, kernel=kernel, p=p):
-            return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((p, p), (p, p)),
+        def conv(x, kernel, p=p, stride=stride):
+            return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((p, p), (p, p)),
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-        _, vjp = jax.vjp(conv, jnp.zeros((1, 8, 8, 2)))
-        want = vjp(y)[0]
-        deconv = nn.ConvTranspose(2, (k, k), strides=(2, 2), padding=(dcgan.transposed_padding(k),) * 2,
-                                  transpose_kernel=True, use_bias=False)
-        got = deconv.apply({"params": {"kernel": kernel}}, y)
+        deconv = nn.ConvTranspose(2, (k, k), strides=(stride, stride),
+                                  padding=(dcgan.transposed_padding(k, stride),) * 2, transpose_kernel=True,
+                                  use_bias=False)
+
+        @jax.jit
+        def both(kernel, y, conv=conv, deconv=deconv, stride=stride):
+            gradient = jax.vjp(lambda x: conv(x, kernel), jnp.zeros((1, 4 * stride, 4 * stride, 2)))[1](y)[0]
+            return gradient, deconv.apply({"params": {"kernel": kernel}}, y)
+
+        want, got = both(kernel, y)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -151,10 +183,11 @@ def test_marginal_output_bias_is_pylearn2s_log_odds():
 
 
 def test_registered_names_and_fields():
-    assert {"dcgan_generator", "dcgan_discriminator", "gan_mlp_generator", "gan_mlp_discriminator"} <= set(
-        list_models())
+    assert {"dcgan_generator", "dcgan_discriminator", "dcgan_imagenet32_generator", "dcgan_imagenet32_discriminator",
+            "gan_mlp_generator", "gan_mlp_discriminator"} <= set(list_models())
     for name in ("dcgan_generator", "dcgan_discriminator"):
-        assert {"image_size", "channels", "width", "kernel_size", "bn_axis_name"} <= set(model_fields(name))
+        assert {"image_size", "channels", "width", "kernel_size", "stride1_convs", "bn_axis_name"} <= set(
+            model_fields(name))
     assert "z_dim" in model_fields("dcgan_generator") and "z_dim" in model_fields("gan_mlp_generator")
     assert {"hidden", "pieces", "image_shape", "input_dropout", "hidden_dropout"} <= set(
         model_fields("gan_mlp_discriminator"))
@@ -166,28 +199,34 @@ def test_registered_names_and_fields():
 def test_dcgan_tiny_forward_ranges_init_and_intermediates():
     g = get_model("dcgan_generator", image_size=16, channels=3, z_dim=8, width=4)
     d = get_model("dcgan_discriminator", image_size=16, channels=3, width=4)
-    z = jax.random.uniform(jax.random.key(0), (6, 8), minval=-1.0, maxval=1.0)
-    gv = g.init(jax.random.key(1), z)
-    x, g_new = g.apply(gv, z, train=True, mutable=["batch_stats"])
-    assert x.shape == (6, 16, 16, 3) and float(jnp.max(jnp.abs(x))) < 1.0
-    # The output layer is a bare tanh (no BN): a huge kernel saturates it at +-1 but never beyond.
-    loud = jax.tree_util.tree_map_with_path(
-        lambda path, a: a * 1e4 if "deconv2_layer" in jax.tree_util.keystr(path) else a, gv)
-    saturated = g.apply(loud, z, train=True, mutable=["batch_stats"])[0]
-    assert float(jnp.max(jnp.abs(saturated))) == 1.0 and float(jnp.mean(jnp.abs(saturated) > 0.99)) > 0.9
+    big = get_model("dcgan_discriminator", image_size=16, width=64)  # wide enough for the init statistics
+
+    @jax.jit
+    def run(z):
+        gv = g.init(_key(1), z)
+        x, g_new = g.apply(gv, z, train=True, mutable=["batch_stats"])
+        # The output layer is a bare tanh (no BN): a huge kernel saturates it at +-1 but never beyond.
+        loud = jax.tree_util.tree_map_with_path(
+            lambda path, a: a * 1e4 if "deconv2_layer" in jax.tree_util.keystr(path) else a, gv)
+        saturated = g.apply(loud, z, train=True, mutable=["batch_stats"])[0]
+        dv = d.init(_key(2), x)
+        logits, inter = d.apply(dv, x, train=False, mutable=["intermediates"])
+        big_params = big.init(_key(3), x)["params"]
+        return gv, x, g_new, saturated, logits, inter["intermediates"], big_params
+
+    z = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (6, 8)), jnp.float32)
+    gv, x, g_new, saturated, logits, inter, big_params = jax.tree.map(np.asarray, run(z))
+    assert x.shape == (6, 16, 16, 3) and np.max(np.abs(x)) < 1.0
+    assert np.max(np.abs(saturated)) == 1.0 and np.mean(np.abs(saturated) > 0.99) > 0.9
     assert not np.allclose(g_new["batch_stats"]["bn1_layer"]["mean"], gv["batch_stats"]["bn1_layer"]["mean"])
-    dv = d.init(jax.random.key(2), x)
-    logits, inter = d.apply(dv, x, train=False, mutable=["intermediates"])
     assert logits.shape == (6,) and np.all(np.isfinite(logits))
-    sown = {k: v[0].shape for k, v in inter["intermediates"].items()}
-    assert sown == {"conv1": (6, 8, 8, 4), "conv2": (6, 4, 4, 8)}
-    assert float(jnp.min(inter["intermediates"]["conv1"][0])) < 0.0  # LeakyReLU lets negatives through
-    # Init: weights N(0, 0.02), BN gains N(1, 0.02), shifts 0 (checked on a full-width layer for the statistics).
-    big = get_model("dcgan_discriminator", image_size=16, width=64).init(jax.random.key(3), jnp.zeros((1, 16, 16, 3)))
-    w, gain = big["params"]["conv2_layer"]["kernel"], big["params"]["bn2_layer"]["scale"]
-    assert abs(float(jnp.std(w)) - 0.02) < 1e-3 and abs(float(jnp.mean(w))) < 1e-3
-    assert abs(float(jnp.mean(gain)) - 1.0) < 0.01 and 0.01 < float(jnp.std(gain)) < 0.03
-    assert float(jnp.max(jnp.abs(big["params"]["bn2_layer"]["bias"]))) == 0.0
+    assert {k: v[0].shape for k, v in inter.items()} == {"conv1": (6, 8, 8, 4), "conv2": (6, 4, 4, 8)}
+    assert np.min(inter["conv1"][0]) < 0.0  # LeakyReLU lets negatives through
+    # Init: weights N(0, 0.02), BN gains N(1, 0.02), shifts 0.
+    w, gain = big_params["conv2_layer"]["kernel"], big_params["bn2_layer"]["scale"]
+    assert abs(np.std(w) - 0.02) < 1e-3 and abs(np.mean(w)) < 1e-3
+    assert abs(np.mean(gain) - 1.0) < 0.01 and 0.01 < np.std(gain) < 0.03
+    assert np.max(np.abs(big_params["bn2_layer"]["bias"])) == 0.0
 
 
 @pytest.mark.slow
@@ -196,14 +235,14 @@ def test_dcgan_batch_norm_over_8_devices_equals_the_full_batch():
     the single-device full-batch outputs and running statistics, for G and for D."""
     n = jax.device_count()
     mesh = Mesh(np.array(jax.devices()), ("data",))
-    z = jax.random.uniform(jax.random.key(0), (2 * n, 8), minval=-1.0, maxval=1.0)
+    z = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2 * n, 8)), jnp.float32)
     for kind, x in (("generator", z), ("discriminator", None)):
         fields = dict(image_size=16, width=4) | ({"z_dim": 8} if kind == "generator" else {})
         ref = get_model(f"dcgan_{kind}", **fields)
         if x is None:
-            x = jax.random.normal(jax.random.key(1), (2 * n, 16, 16, 3)) * 2.0 + 0.5
-        variables = ref.init(jax.random.key(2), x)
-        want = ref.apply(variables, x, train=True, mutable=["batch_stats"])
+            x = jnp.asarray(np.random.default_rng(1).normal(0.5, 2.0, (2 * n, 16, 16, 3)), jnp.float32)
+        variables = jax.jit(lambda xs, m=ref: m.init(_key(2), xs))(x)
+        want = jax.jit(lambda v, xs, m=ref: m.apply(v, xs, train=True, mutable=["batch_stats"]))(variables, x)
         synced = ref.clone(bn_axis_name="data")
         step = jax.shard_map(lambda v, xs, m=synced: m.apply(v, xs, train=True, mutable=["batch_stats"]),
                              mesh=mesh, in_specs=(P(), P("data")), out_specs=(P("data"), P()))
@@ -219,38 +258,41 @@ def test_dcgan_batch_norm_over_8_devices_equals_the_full_batch():
 def test_gan_mlp_forward_ranges_dropout_and_numpy_reference():
     g = get_model("gan_mlp_generator", z_dim=5, hidden=(7, 6), image_shape=(3, 2, 1))
     d = get_model("gan_mlp_discriminator", hidden=(4, 3), pieces=(2, 3), image_shape=(3, 2, 1), init_range=0.5)
-    z = jax.random.normal(jax.random.key(0), (4, 5)) * 20.0
-    gv = g.init(jax.random.key(1), z)
-    x = g.apply(gv, z)
-    assert x.shape == (4, 3, 2, 1) and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
-    gp = jax.tree.map(np.asarray, gv["params"])
+    no_drop = d.clone(input_dropout=0.0, hidden_dropout=0.0)
+
+    @jax.jit
+    def run(z):
+        gv = g.init(_key(1), z)
+        x = g.apply(gv, z)
+        dv = d.init(_key(2), x)
+        logits = {name: model.apply(dv, x, train=train, rngs={"dropout": _key(seed)})
+                  for name, model, train, seed in (("eval3", d, False, 3), ("eval4", d, False, 4),
+                                                   ("train3", d, True, 3), ("train4", d, True, 4),
+                                                   ("no_drop", no_drop, True, 5))}
+        return gv["params"], x, dv["params"], logits
+
+    z = jnp.asarray(np.random.default_rng(0).normal(0, 20, (4, 5)), jnp.float32)
+    gp, x, dp, logits = jax.tree.map(np.asarray, run(z))
+    assert x.shape == (4, 3, 2, 1) and x.min() >= 0.0 and x.max() <= 1.0
     h = np.asarray(z)
     for name in ("h0_layer", "h1_layer"):
         h = np.maximum(h @ gp[name]["kernel"] + gp[name]["bias"], 0.0)
     want = 1.0 / (1.0 + np.exp(-(h @ gp["y_layer"]["kernel"] + gp["y_layer"]["bias"])))
-    np.testing.assert_allclose(np.asarray(x).reshape(4, -1), want, rtol=1e-5, atol=1e-6)
-    assert abs(float(gp["h1_layer"]["kernel"].max())) <= 0.05 and float(np.abs(gp["h0_layer"]["bias"]).max()) == 0
-
-    dv = d.init(jax.random.key(2), x)
-    dp = jax.tree.map(np.asarray, dv["params"])
-    assert float(np.abs(dp["h0_layer"]["kernel"]).max()) <= 0.5
+    np.testing.assert_allclose(x.reshape(4, -1), want, rtol=1e-5, atol=1e-6)
+    assert np.abs(gp["h1_layer"]["kernel"]).max() <= 0.05 and np.abs(gp["h0_layer"]["bias"]).max() == 0
+    assert np.abs(dp["h0_layer"]["kernel"]).max() <= 0.5
 
     def numpy_d(images):
-        h = np.asarray(images).reshape(len(images), -1)
+        h = images.reshape(len(images), -1)
         for name, pieces in (("h0_layer", 2), ("h1_layer", 3)):
             a = h @ dp[name]["kernel"] + dp[name]["bias"]
             h = a.reshape(len(a), -1, pieces).max(axis=-1)
         return (h @ dp["y_layer"]["kernel"] + dp["y_layer"]["bias"])[:, 0]
 
-    evaluate = jax.jit(lambda v, xs, key: d.apply(v, xs, train=False, rngs={"dropout": key}))
-    train = jax.jit(lambda v, xs, key: d.apply(v, xs, train=True, rngs={"dropout": key}))
-    eval_logits = evaluate(dv, x, jax.random.key(3))
-    assert eval_logits.shape == (4,)
-    np.testing.assert_allclose(eval_logits, numpy_d(x), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(evaluate(dv, x, jax.random.key(4)), eval_logits)  # no dropout in evaluation
-    a, b = train(dv, x, jax.random.key(3)), train(dv, x, jax.random.key(4))
-    assert not np.allclose(a, eval_logits) and not np.allclose(a, b)  # dropout in training, from the 'dropout' rng
-    np.testing.assert_array_equal(train(dv, x, jax.random.key(3)), a)
-    no_drop = d.clone(input_dropout=0.0, hidden_dropout=0.0)
-    np.testing.assert_allclose(no_drop.apply(dv, x, train=True, rngs={"dropout": jax.random.key(5)}), eval_logits,
-                               rtol=1e-6)
+    assert logits["eval3"].shape == (4,)
+    np.testing.assert_allclose(logits["eval3"], numpy_d(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(logits["eval4"], logits["eval3"])  # no dropout in evaluation
+    # Dropout in training, drawn from the 'dropout' rng: it changes the logits, differently per key.
+    assert not np.allclose(logits["train3"], logits["eval3"]) and not np.allclose(logits["train3"], logits["train4"])
+    np.testing.assert_array_equal(np.asarray(run(z)[3]["train3"]), logits["train3"])
+    np.testing.assert_allclose(logits["no_drop"], logits["eval3"], rtol=1e-6)  # rates 0: training = evaluation

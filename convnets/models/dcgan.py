@@ -63,13 +63,29 @@ logit            1             16384*1        =     16,384   -                  
 At 32x32x3, width 64 (the SVHN model): G 100*4096 + 2*4096 + 25*256*128 + 256 + 25*128*64 + 128 + 25*64*3 =
 1,446,976; D 25*3*64 + 25*64*128 + 256 + 25*128*256 + 512 + 4096 = 1,033,664. At 32x32x1: G 1,443,776, D 1,030,464.
 
-Sown intermediates (collection 'intermediates', after the activation): D ``conv1`` ... ``conv{n}`` (n = 4 at 64x64,
-3 at 32x32; the features of the Sec. 5.1 SVM), G ``project`` and ``deconv1`` ... ``deconv{n}``. Parameter
-submodules: ``{layer}_layer`` (layers.param_name) and ``bn{i}_layer`` (G: bn0 after the projection).
+The 32x32 ImageNet-1k model (Sec. 5.1; registered ``dcgan_imagenet32_generator`` / ``_discriminator``). The paper's
+CIFAR-10 features are D's conv layers each max-pooled to 4x4, "a 28672 dimensional vector". The 4-conv D above
+cannot give that number (width 128 at 32x32: 16 * (128 + 256 + 512) = 14336); the model the authors released as
+"the 32x32 imagenet model used in the paper" (imagenet/load_pretrained.py, models/imagenet_gan_pretrain_128f_relu_
+lrelu_7l_3x3_256z) can: 3x3 kernels (pad 1), z 256, width 128 and a stride-1 conv before each stride-2 conv
+(``stride1_convs=True``). D: conv1 32x32x128 (stride 1, no BN), conv2 16x16x128 (stride 2), conv3 16x16x256 (1),
+conv4 8x8x256 (2), conv5 8x8x512 (1), conv6 4x4x512 (2), logit on 8192; 16 * (128 + 128 + 256 + 256 + 512 + 512) =
+28672. G mirrors it: project 256 -> 4x4x512 (per-unit BN), then transposed convs stride 2 / 1 alternating,
+8x8x512, 8x8x256, 16x16x256, 16x16x128, 32x32x128, 32x32x3 (tanh). Parameters: G 256*8192 + 2*8192 +
+9*(512*512 + 512*256 + 256*256 + 256*128 + 128*128 + 128*3) + 2*(512 + 256 + 256 + 128 + 128) = 6,690,688;
+D 9*(3*128 + 128*128 + 128*256 + 256*256 + 256*512 + 512*512) + 2*(128 + 256 + 256 + 512 + 512) + 8192 = 4,586,112.
+(The saved arrays have these shapes; those of a few weight files are not readable in the mirror, their BN
+vectors and neighbours fix them.)
+
+Sown intermediates (collection 'intermediates', after the activation): D ``conv1`` ... ``conv{m}`` (m = 4 at 64x64,
+3 at 32x32, 6 for the ImageNet model; the features of the Sec. 5.1 SVM), G ``project`` and ``deconv1`` ...
+``deconv{m}``. Parameter submodules: ``{layer}_layer`` (layers.param_name) and ``bn{i}_layer`` (G: bn0 after the
+projection).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,11 +124,19 @@ def conv_padding(kernel_size: int) -> int:
     return (kernel_size - 1) // 2
 
 
-def transposed_padding(kernel_size: int) -> tuple[int, int]:
-    """Padding of the stride-dilated input that makes a transposed conv the exact input gradient of the stride-2
-    conv with ``conv_padding(kernel_size)`` on a map twice the size (the code's ``deconv``)."""
+def transposed_padding(kernel_size: int, stride: int = 2) -> tuple[int, int]:
+    """Padding of the stride-dilated input that makes a transposed conv the exact input gradient of the ``stride``
+    conv with ``conv_padding(kernel_size)`` on a map ``stride`` times the size (the code's ``deconv``)."""
     low = kernel_size - 1 - conv_padding(kernel_size)
-    return low, low + kernel_size % 2
+    return low, low + (kernel_size % 2 if stride == 2 else 0)
+
+
+def _layers(n: int, stride1_convs: bool, width: int) -> list[tuple[int, int]]:
+    """(stride, output maps) of D's convs, input to output: stage s has width * 2**(s-1) maps, reached by one
+    stride-2 conv or, with ``stride1_convs``, by a stride-1 conv followed by a stride-2 conv of the same maps
+    (imagenet/load_pretrained.py). G's transposed convs mirror the list."""
+    per_stage = (1, 2) if stride1_convs else (2,)
+    return [(stride, width * 2 ** (stage - 1)) for stage in range(1, n + 1) for stride in per_stage]
 
 
 def _check_common(who: str, image_size: int, channels: int, width: int, kernel_size: int) -> int:
@@ -138,6 +162,7 @@ class DCGANGenerator(nn.Module):
     z_dim: int = 100
     width: int = 128  # ngf: the last hidden map's channels; the projection has width * 2**(stages-1) (1024 at 64)
     kernel_size: int = 5
+    stride1_convs: bool = False  # a stride-1 transposed conv after each stride-2 one (the ImageNet 32x32 model)
     bn_momentum: float = 0.9  # running averages for train=False (the authors' code keeps none)
     bn_epsilon: float = BN_EPSILON
     bn_axis_name: str | None = None  # BN statistics over this mesh axis (the global batch)
@@ -155,11 +180,13 @@ class DCGANGenerator(nn.Module):
         h = h.reshape((z.shape[0], PROJECT_SIZE, PROJECT_SIZE, maps))
         self.sow("intermediates", "project", h)
         k = self.kernel_size
-        pad = (transposed_padding(k),) * 2
-        for i in range(1, n + 1):
-            last = i == n
-            features = self.channels if last else maps // 2 ** i
-            h = nn.ConvTranspose(features, (k, k), strides=(2, 2), padding=pad, transpose_kernel=True,
+        layers = _layers(n, self.stride1_convs, self.width)
+        # The mirror of D: each transposed conv outputs the maps that D's matching conv takes in.
+        outputs = [self.channels] + [m for _, m in layers[:-1]]
+        for i, ((stride, _), features) in enumerate(zip(layers[::-1], outputs[::-1], strict=True), start=1):
+            last = i == len(layers)
+            pad = (transposed_padding(k, stride),) * 2
+            h = nn.ConvTranspose(features, (k, k), strides=(stride, stride), padding=pad, transpose_kernel=True,
                                  use_bias=False, kernel_init=init, name=param_name(f"deconv{i}"))(h)
             # Sec. 3: no BatchNorm on G's output layer, which is tanh.
             h = jnp.tanh(h) if last else nn.relu(_batch_norm(self, train, f"bn{i}_layer")(h))
@@ -175,6 +202,7 @@ class DCGANDiscriminator(nn.Module):
     channels: int = 3
     width: int = 128  # ndf: conv1's maps, doubling per conv (1024 in conv4 at 64)
     kernel_size: int = 5
+    stride1_convs: bool = False  # a stride-1 conv before each stride-2 one (the ImageNet 32x32 model)
     leak: float = LEAK
     bn_momentum: float = 0.9
     bn_epsilon: float = BN_EPSILON
@@ -190,8 +218,8 @@ class DCGANDiscriminator(nn.Module):
         init = nn.initializers.normal(WEIGHT_STD)
         k, p = self.kernel_size, conv_padding(self.kernel_size)
         h = x
-        for i in range(1, n + 1):
-            h = nn.Conv(self.width * 2 ** (i - 1), (k, k), strides=(2, 2), padding=((p, p), (p, p)),
+        for i, (stride, maps) in enumerate(_layers(n, self.stride1_convs, self.width), start=1):
+            h = nn.Conv(maps, (k, k), strides=(stride, stride), padding=((p, p), (p, p)),
                         use_bias=False, kernel_init=init, name=param_name(f"conv{i}"))(h)
             if i > 1:  # Sec. 3: no BatchNorm on D's input layer
                 h = _batch_norm(self, train, f"bn{i}_layer")(h)
@@ -200,3 +228,9 @@ class DCGANDiscriminator(nn.Module):
         h = h.reshape((h.shape[0], -1))
         logit = nn.Dense(1, use_bias=False, kernel_init=init, name=param_name("logit"))(h)
         return logit[:, 0]
+
+
+# The authors' 32x32 ImageNet-1k model (see the module docstring): the D behind the Sec. 5.1 CIFAR-10 features.
+IMAGENET32 = dict(image_size=32, kernel_size=3, stride1_convs=True, width=128)
+register("dcgan_imagenet32_generator", functools.partial(DCGANGenerator, z_dim=256, **IMAGENET32))
+register("dcgan_imagenet32_discriminator", functools.partial(DCGANDiscriminator, **IMAGENET32))
