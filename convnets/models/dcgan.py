@@ -25,8 +25,9 @@ Details taken from the authors' code where the paper is silent (or differs):
 - Kernels 5x5 (Fig. 1 draws 5x5; the code's weights are (out, in, 5, 5)); convs pad 2 (``border_mode=(2, 2)``).
   The 4x4 kernels (pad 1) of the later Torch / PyTorch ports are not the paper's; ``kernel_size=4`` gives them.
   A transposed conv here is exactly the input gradient of the matching strided conv, which is how the code's
-  ``deconv`` is defined (``GpuDnnConvGradI``): low/high padding ``k - 1 - p`` and ``k - 1 - p + k % 2`` on the
-  stride-dilated input, with ``transpose_kernel=True`` (tests/test_gan_models.py checks the identity).
+  ``deconv`` is defined (``GpuDnnConvGradI``): low/high padding ``k - 1 - p`` and ``k - 1 - p + k % 2`` (stride 2;
+  ``k - 1 - p`` both for stride 1) on the stride-dilated input, with ``transpose_kernel=True``
+  (tests/test_gan_models.py checks the identity for 5x5, 4x4 and 3x3).
 - No biases anywhere: every conv, transposed conv and dense weight in the code is a bare matrix (gw ... gwx,
   dw ... dwy); BatchNorm's shift plays the bias where there is BN. So G's tanh layer, D's first conv and D's logit
   have no bias either.

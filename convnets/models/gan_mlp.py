@@ -26,6 +26,9 @@ Not in the networks but in the yaml, for the task and experiment: the generator'
 adversarial.Generator.get_noise draws from U(-sqrt(3), sqrt(3)) (unit variance; an earlier yaml, 068bb03, left the
 default N(0, 1)); SGD batch 100, learning rate 0.1 decayed by 1/1.000004 per step to >= 1e-6, momentum 0.5 rising
 linearly to 0.7 over epochs 1-250; train on the first 50,000 MNIST training images, validate on the last 10,000.
+AdversaryCost2.get_gradients returns D's and G's gradients together, so one SGD step updates both networks at once
+from the same minibatch, samples and dropout masks (not alternating phases), with D's objective
+0.5 * (BCE(D(x), 1) + BCE(D(G(z)), 0)) and G's the non-saturating BCE(D(G(z)), 1).
 
 Parameters (weights + biases): G 100*1200 + 1200 = 121,200; 1200*1200 + 1200 = 1,441,200; 1200*784 + 784 = 941,584;
 total 2,503,984. D h0 784*1200 + 1200 = 942,000 (1200 = 240 units x 5 pieces); h1 240*1200 + 1200 = 289,200;
