@@ -141,7 +141,7 @@ def test_schedule_values_are_finite_for_every_experiment():
 
     names = [p.stem for p in pathlib.Path(__file__).parent.parent.joinpath('experiments').glob('*.py')
              if p.stem not in ('__init__', 'default', 'imagenet', 'vgg', 'resnet', 'resnet_cifar10', 'detection',
-                               'rcnn')]
+                               'rcnn', 'video', 'gan')]
     assert len(names) >= 25
     for name in names:
         c = _config(name)
