@@ -6,7 +6,8 @@ The distance. Features of two sets are summarised by their means and covariances
 Gaussians (the Fréchet / 2-Wasserstein distance; Heusel et al. 2017 use it on Inception features as "FID"):
     d^2 = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)),
 the matrix square root by scipy.linalg.sqrtm, in float64. Its real part is used: for PSD S1, S2 the product's
-eigenvalues are real and >= 0, and an imaginary part comes only from rounding (logged when larger than 1e-3). When
+eigenvalues are real and >= 0, and an imaginary part comes only from rounding (logged when larger than 1e-3, where
+TTUR's fid.py raises an error: a periodic evaluation should not stop a run). When
 S1 S2 is singular (fewer samples than feature dimensions) sqrtm can return non-finite values; then eps = 1e-6 is
 added to both diagonals and the root recomputed, as in Heusel et al.'s released code (bioinf-jku/TTUR, fid.py).
 
@@ -37,8 +38,9 @@ What an evaluation reports (fields: experiments.gan.frechet_eval):
 The classifier. Field classifier_workdir: a finished quickstart run (`python -m convnets.main
 --config=experiments/quickstart.py --workdir=...`), restored with convnets.train.loop.restore_for_inference under
 the config of classifier_config (a config file path; '' : experiments/quickstart.py) with its data_dir set to
-classifier_data_dir ('' : the GAN's data.data_dir). `train_digits_classifier` trains one on the fly (tests, quick
-runs).
+classifier_data_dir ('' : the GAN's data.data_dir). With classifier_workdir '' on the embedded convnets_digits the
+evaluator trains that classifier once (the quickstart's full schedule) into <the GAN run's workdir>/digits_classifier
+and reuses it afterwards (also after a resume). `train_digits_classifier` trains one on the fly (tests, quick runs).
 
 Inception-based FID on real datasets (CelebA, LSUN, CIFAR-10) is NOT implemented: it needs the Inception-v3 weights
 of Heusel et al. (TF's 2015 graph, pool_3 2,048-d features on 299x299 inputs), which cannot be downloaded here. A
@@ -51,6 +53,7 @@ runs measured with the same classifier checkpoint, not with published FIDs.
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from collections.abc import Iterator
 
@@ -65,12 +68,12 @@ from ml_collections import ConfigDict
 
 from convnets import parallel
 from convnets.evaluate import parzen
-from convnets.tasks import gan
 from convnets.tasks.base import EvalContext, Evaluator
 from convnets.train.state import TrainState
 
 SQRTM_EPS = 1e-6  # Added to both covariance diagonals when sqrtm(S1 S2) is not finite (TTUR's fid.py).
 IMAG_TOLERANCE = 1e-3
+CLASSIFIER_DIR = 'digits_classifier'  # Under the GAN run's workdir, when classifier_workdir is ''.
 
 
 def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,17 +165,26 @@ def train_digits_classifier(workdir: str, *, steps: int = 0, data_dir: str | Non
     return config
 
 
-def load_classifier(ev: ConfigDict, config: ConfigDict, mesh) -> tuple:
-    """(classifier module, its eval variables on the mesh) from ev.classifier_workdir's newest checkpoint."""
+def load_classifier(ev: ConfigDict, config: ConfigDict, mesh, workdir: str | None = None) -> tuple:
+    """(classifier module, its eval variables on the mesh) from ev.classifier_workdir's newest checkpoint. With
+    classifier_workdir '' and the embedded convnets_digits, the quickstart LeNet-5 is trained once into
+    <workdir>/digits_classifier (the GAN run's workdir) and read from there."""
     from convnets.train import loop
 
-    if not ev.classifier_workdir:
-        raise ValueError('frechet: set evals.<name>.classifier_workdir to a trained digits classifier, e.g. a run of '
-                         'python -m convnets.main --config=experiments/quickstart.py --workdir=/tmp/quickstart '
-                         '(or convnets.evaluate.frechet.train_digits_classifier).')
+    path = ev.classifier_workdir
+    if not path:
+        if config.data.name != 'convnets_digits' or not workdir:
+            raise ValueError('frechet: set evals.<name>.classifier_workdir to a trained digits classifier, e.g. a run '
+                             'of python -m convnets.main --config=experiments/quickstart.py --workdir=/tmp/quickstart '
+                             '(or convnets.evaluate.frechet.train_digits_classifier).')
+        path = os.path.join(workdir, CLASSIFIER_DIR)
+        if not os.path.exists(os.path.join(path, 'results.json')):
+            logging.info('frechet: training the quickstart LeNet-5 digits classifier into %s', path)
+            train_digits_classifier(path, data_dir=ev.classifier_data_dir or config.data.data_dir,
+                                    devices=list(mesh.devices.flat), config_path=ev.classifier_config)
     cconfig = load_config(ev.classifier_config)
     cconfig.data.data_dir = ev.classifier_data_dir or config.data.data_dir
-    nets, state = loop.restore_for_inference(cconfig, ev.classifier_workdir, devices=list(mesh.devices.flat))
+    nets, state = loop.restore_for_inference(cconfig, path, devices=list(mesh.devices.flat))
     if len(nets) != 1:
         raise ValueError(f'frechet: the classifier run has networks {sorted(nets)}; expected one classifier.')
     (name, model), = nets.items()
@@ -193,8 +205,10 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     batch_size = ev.batch_size or config.eval_batch_size or config.batch_size
     parallel.check_batch_size(batch_size, ctx.mesh, 'evals.<name>.batch_size')
     mesh = ctx.mesh
-    model, variables = load_classifier(ev, config, mesh)
+    model, variables = load_classifier(ev, config, mesh, ctx.workdir)
     variables = jax.device_put(variables, NamedSharding(mesh, P()))
+    from convnets.tasks import gan  # here: the task module imports the evaluators (its `evaluators`)
+
     image_range = gan.image_range(config)
     sample = parzen.sampler(ctx, batch_size)
 

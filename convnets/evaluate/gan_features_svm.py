@@ -15,13 +15,14 @@ grid (4) and flattened in (grid row, grid column, channel) order; the layers are
 length H covers rows floor(i H / g) .. ceil((i + 1) H / g) - 1: non-overlapping windows of H / g when g divides H
 (the authors' case), and repeated rows when H < g (a 2x2 map gives each of its cells to 2x2 bins), so a layer
 always gives g * g * C values. Layers named explicitly that are 2-D ([B, D], e.g. an MLP discriminator's hidden
-layers) are taken as they are. The feature dimension is sum_l g^2 C_l: the paper's 28,672 = 16 x 1,792, which is
-16 x (128 + 128 + 256 + 256 + 512 + 512) — consistent with the six conv layers of the authors' 32x32 ImageNet
-discriminator (imagenet/load_pretrained.py: ndf = 128, 7 layers with 3x3 kernels, ending at 512 channels at 4x4);
-the widths of its middle layers are not in the script, so this is an inference, not a check. The project's
-dcgan_discriminator (convnets/models/dcgan.py) sows conv1 ... convN after the LeakyReLU: at image_size 32 three
-layers of width, 2 width, 4 width channels on 16x16, 8x8, 4x4 maps (the authors' SVHN discriminator's shapes), so
-16 x 7 width values: 7,168 at width 64, 14,336 at width 128; at 64x64 four layers, 16 x 15 width (30,720 at 128).
+layers) are taken as they are.
+
+The feature dimension is sum_l g^2 C_l: the paper's 28,672 = 16 x (128 + 128 + 256 + 256 + 512 + 512), the six conv
+layers of the authors' released 32x32 ImageNet discriminator (imagenet/load_pretrained.py, ndf = 128, 3x3
+kernels, a stride-1 conv before each stride-2 one; its saved arrays' shapes, see convnets/models/dcgan.py), which
+is registered here as dcgan_imagenet32_discriminator. The 4-conv dcgan_discriminator at image_size 32 (width,
+2 width, 4 width channels on 16x16, 8x8, 4x4 maps, the authors' SVHN shapes) gives 16 x 7 width: 7,168 at width
+64, 14,336 at width 128; at 64x64 four layers, 16 x 15 width (30,720 at 128).
 
 The SVM: scikit-learn's LinearSVC (liblinear, one-vs-rest, squared hinge = L2-SVM, L2 penalty, C = field C,
 random_state 0) on the features of `train_split` (the first max_train_examples; 0: all), accuracy on `split`. The
@@ -49,7 +50,6 @@ from ml_collections import ConfigDict
 
 from convnets import parallel
 from convnets.evaluate import clip_svm, parzen
-from convnets.tasks import gan
 from convnets.tasks.base import EvalContext, Evaluator
 from convnets.train.state import TrainState
 
@@ -111,6 +111,8 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     check(ev)
     batch_size = ev.batch_size or config.eval_batch_size or config.batch_size
     parallel.check_batch_size(batch_size, ctx.mesh, 'evals.<name>.batch_size')
+    from convnets.tasks import gan  # here: the task module imports the evaluators (its `evaluators`)
+
     model = ctx.nets[gan.DISCRIMINATOR]
     layers, grid = tuple(ev.layers), int(ev.pool_grid)
 

@@ -43,7 +43,6 @@ from ml_collections import ConfigDict
 
 from convnets import parallel
 from convnets.data import pipeline
-from convnets.tasks import gan
 from convnets.tasks.base import EvalContext, Evaluator
 from convnets.train.state import TrainState
 
@@ -76,6 +75,8 @@ def sampler(ctx: EvalContext, batch_size: int) -> Callable[[TrainState, int, int
 
     Generates `batch_size` (a multiple of the device count) samples per call, the z split over the mesh; with
     several processes each passes its rows of the (identical) global z and every process gathers all samples."""
+    from convnets.tasks import gan  # here: the task module imports the evaluators (its `evaluators`)
+
     parallel.check_batch_size(batch_size, ctx.mesh, 'the sample batch size')
     generator = ctx.nets[gan.GENERATOR]
 
