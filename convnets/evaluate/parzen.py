@@ -167,6 +167,9 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
         centres = jax.device_put(samples.reshape((len(samples), -1)), replicate)
         valid = split_lls(centres, ev.validation_split or config.data.train_split, ev.max_validation_examples)
         sigma, best = select_sigma(sigmas, valid) if len(sigmas) > 1 else (sigmas[0], 0)
+        if len(sigmas) > 1 and best in (int(np.argmin(sigmas)), int(np.argmax(sigmas))):
+            logging.warning('evals.%s: the chosen sigma %g is at the edge of the grid %s; the best width may lie '
+                            'outside it (widen evals.%s.sigmas)', ctx.name, sigma, sigmas, ctx.name)
         test = split_lls(centres, ev.split or config.data.eval_split, 0)[:, best]
         logging.info('evals.%s: sigma %g (validation mean log-likelihood per sigma: %s)', ctx.name, sigma,
                      ', '.join(f'{s:.3g}: {v:.1f}' for s, v in zip(sigmas, valid.mean(axis=0), strict=True)))
