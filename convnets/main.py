@@ -1,5 +1,8 @@
 """Entry point: `python -m convnets.main --config=experiments/<paper>.py --workdir=DIR [--mode=train|eval|...]`.
 
+--mode=generate --num_samples=N writes N samples of a GAN run's latest checkpoint to <workdir>/generate/ (samples.npz
+and grid.png; see convnets.visualize.samples).
+
 --mode=detect --images=DIR_OR_GLOB runs a detection run's latest checkpoint on your own JPEG / PNG files and writes
 detections.json and pictures with labelled boxes to --detect_out (default <workdir>/detect; see convnets.detect).
 
@@ -26,10 +29,11 @@ from convnets import cli_errors
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (experiments/*.py).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard events and results.json.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'visualize', 'detect'],
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'visualize', 'detect', 'generate'],
                   'train (resumes automatically), eval (latest checkpoint), visualize (latest checkpoint: filters, '
-                  'feature maps, occlusion, top-9 with DeconvNet projections; see config.visualize), or detect '
-                  '(latest checkpoint of a detection run on the files of --images).')
+                  'feature maps, occlusion, top-9 with DeconvNet projections; clip frames and 3D filters for video '
+                  'models; see config.visualize), detect (latest checkpoint of a detection run on the files of '
+                  '--images), or generate (--num_samples samples of a GAN run\'s latest checkpoint).')
 flags.DEFINE_multi_string('images', None, '--mode=detect: a directory (its *.jpg, *.jpeg, *.png), an image file or a '
                           'quoted glob pattern ("photos/*.jpg", ** for subdirectories); may be repeated.')
 flags.DEFINE_string('detect_out', None, '--mode=detect: where detections.json and the pictures go '
@@ -40,6 +44,7 @@ flags.DEFINE_integer('detect_max_detections', None, "--mode=detect: at most this
                      "config's detection evaluator, max_detections).")
 flags.DEFINE_float('detect_draw_threshold', None, '--mode=detect: draw detections scoring at least this in the '
                    'pictures (default 0.5; the JSON keeps every detection).')
+flags.DEFINE_integer('num_samples', 64, '--mode=generate: how many samples the GAN generator draws.')
 flags.DEFINE_string('stage', None, '--mode=eval, visualize or detect on a staged config (config.stages): the stage '
                     'read (default: the last one). --mode=train runs every stage in order.')
 flags.DEFINE_bool('distributed', False, 'Initialise jax.distributed (multi-host); auto-detects the cluster.')
@@ -91,6 +96,11 @@ def _run(extra_images: list[str]) -> None:
                                      draw_threshold=FLAGS.detect_draw_threshold)
         print(json.dumps({'step': found['step'], 'json': found['json'], 'images': len(found['images']),
                           'detections': sum(len(r['detections']) for r in found['images'])}), flush=True)
+        return
+    if FLAGS.mode == 'generate':
+        from convnets.visualize import samples
+        written = samples.generate_from_checkpoint(config, workdir, FLAGS.num_samples, seed=config.seed)
+        print(json.dumps(written), flush=True)
         return
     if FLAGS.mode == 'visualize':
         from convnets.visualize import report

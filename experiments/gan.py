@@ -70,7 +70,9 @@ def frechet_eval(*, classifier_workdir: str = '', every: str = '', at_end: bool 
 
     classifier_workdir   a trained digits classifier run (python -m convnets.main --config=experiments/quickstart.py
                          --workdir=...); classifier_config: its config file ('' : experiments/quickstart.py);
-                         classifier_data_dir: its TFDS data_dir ('' : data.data_dir).
+                         classifier_data_dir: its TFDS data_dir ('' : data.data_dir). '' on the embedded
+                         convnets_digits: the evaluator trains the quickstart LeNet-5 once into
+                         <workdir>/digits_classifier (~30 s) and reads it from there.
     split                the held-out real digits; '' : data.eval_split (the first max_real_examples; 0: all).
     floor_split          the real digits of the floor (first num_samples of them); '' : data.train_split.
     num_samples          N, generated samples (z from seed, the same at every evaluation) and floor examples.
@@ -127,3 +129,75 @@ def gan_svm_eval(*, every: str = '', at_end: bool = True, results_key: str = 'sv
     ev.preprocess = preprocess
     ev.batch_size = batch_size
     return ev
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The GAN config (the 'gan' task, convnets/tasks/gan.py) and the papers' recipes.
+# ---------------------------------------------------------------------------------------------------------------
+
+DCGAN_WIDTH = 128  # Fig. 1 / the authors' ngf = ndf = 128 at 64x64
+
+
+def samples_eval(*, every: str = '', at_end: bool = True, results_key: str = 'samples', num_samples: int = 64,
+                 interpolations: int = 4, interpolation_steps: int = 10, seed: int = 0) -> config_dict.ConfigDict:
+    """A 'samples' evaluator entry (convnets.visualize.samples): a grid of the same `num_samples` noise vectors at
+    every evaluation (PNG + TensorBoard) and `interpolations` rows of `interpolation_steps` images walking between
+    two noise vectors (DCGAN Fig. 4); pixel_mean, pixel_std, sample_spread, num_samples."""
+    ev = _entry('samples', every, at_end, results_key)
+    ev.num_samples = num_samples
+    ev.interpolations = interpolations
+    ev.interpolation_steps = interpolation_steps
+    ev.seed = seed
+    return ev
+
+
+def optimizer(*, name: str, learning_rate: float, b1: float = 0.9, momentum: float = 0.0,
+              weight_decay: float = 0.0) -> config_dict.ConfigDict:
+    """An optimizer section (the schema of experiments/default.py's `optimizer`) for one of the two networks."""
+    from experiments import default
+
+    opt = default.get_config().optimizer
+    opt.update(dict(name=name, learning_rate=learning_rate, b1=b1, momentum=momentum, weight_decay=weight_decay))
+    return opt
+
+
+def base_config() -> config_dict.ConfigDict:
+    """The 'gan' task's sections on top of experiments/default.py; the recipes fill in networks and data."""
+    from experiments import default
+
+    c = default.get_config()
+    c.task = 'gan'
+    c.generator = config_dict.ConfigDict({'name': 'dcgan_generator'})
+    c.discriminator = config_dict.ConfigDict({'name': 'dcgan_discriminator'})
+    c.gan = config_dict.ConfigDict(dict(z_dim=100, z_dist='uniform', z_bound=1.0, d_steps=1,
+                                        g_loss='non_saturating', image_range=(-1.0, 1.0)))
+    c.g_optimizer = optimizer(name='adam', learning_rate=2e-4, b1=0.5)
+    c.d_optimizer = optimizer(name='adam', learning_rate=2e-4, b1=0.5)
+    c.evals = config_dict.ConfigDict()
+    c.evals.samples = samples_eval(every='1 epoch')
+    c.optimizer.plateau_metric = ''  # no metric to watch unless a recipe names one (e.g. 'frechet/fd')
+    c.divergence_factor = 0.0
+    return c
+
+
+def dcgan_config(image_size: int, channels: int, *, width: int = DCGAN_WIDTH) -> config_dict.ConfigDict:
+    """DCGAN (Radford et al. 2015, Sec. 3-4): the networks of convnets/models/dcgan.py at `image_size`, z ~ U(-1, 1)
+    of 100 dims, Adam lr 2e-4 beta1 0.5 for both networks, mini-batches of 128, images scaled to [-1, 1] and no
+    other augmentation; L2 weight decay 1e-5 added to both gradients, as the authors' scripts do
+    (faces/train_uncond_dcgan.py: updates.Adam(..., regularizer=Regularizer(l2=1e-5)); the paper does not say)."""
+    c = base_config()
+    for opt in (c.g_optimizer, c.d_optimizer):
+        opt.weight_decay = 1e-5
+    for section in (c.generator, c.discriminator):
+        section.update(dict(image_size=image_size, channels=channels, width=width))
+    c.generator.z_dim = c.gan.z_dim
+    c.batch_size = 128
+    c.eval_batch_size = 128
+    return c
+
+
+def dcgan_spec(size: int, *, crop: int = 0) -> str:
+    """Images to [-1, 1] at `size` x `size`: the centre `crop` square first (CelebA's faces: the authors' code
+    crops 108 px), else the shorter side resized and centre-cropped (LSUN)."""
+    square = f'center_crop({crop})|resize({size})' if crop else f'resize_short({size})|center_crop({size})'
+    return f'decode|{square}|value_range(-1, 1)'

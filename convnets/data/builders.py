@@ -30,6 +30,7 @@ from __future__ import annotations
 import difflib
 import errno
 import functools
+import importlib.util
 import os
 import shutil
 import tarfile
@@ -82,6 +83,28 @@ def tf_cpu_only() -> None:
 def _known_names() -> tuple[str, ...]:
     """Registered TFDS names (called after `convnets_digits` is registered; ~0.2 s, so cached)."""
     return tuple(tfds.list_builders(with_community_datasets=False))
+
+
+def manual_files_hint(builder: tfds.core.DatasetBuilder, manual_dir: str) -> str:
+    """For a dataset TFDS downloads from registered URLs (CelebA, LSUN, CIFAR-10, MNIST, ...): the files that can
+    be placed by hand in the manual directory instead (TFDS uses a file there whose name is the one registered for
+    its URL, and checks its size and SHA-256), or '' when the builder registers no file names."""
+    try:
+        infos = builder.url_infos or {}
+    except Exception:  # noqa: BLE001 - a builder without checksums: nothing to suggest
+        return ""
+    named = [(info.filename, int(info.size), url) for url, info in infos.items() if info.filename]
+    config = builder.builder_config.name if builder.builder_config else ""
+    if config and any(config in name for name, _, _ in named):  # one config's files (lsun/bedroom: bedroom_*.zip)
+        named = [row for row in named if config in row[0]]
+    if not named:
+        return ""
+    shown = "; ".join(f"{name} ({size:,} bytes, from {url})" for name, size, url in named[:8])
+    more = f"; and {len(named) - 8} more" if len(named) > 8 else ""
+    return (
+        f" Without internet, put the files TFDS would download into the manual directory {manual_dir} "
+        f"(--config.data.manual_dir), keeping these names: {shown}{more}; then run with --config.data.download=True."
+    )
 
 
 def _prepare_hint(name: str, data_dir: str) -> str:
@@ -377,14 +400,21 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
             f"frames in {manual_dir} (<split>/<class_name>/<video_id>/<frames .jpg/.png>; --config.data.manual_dir): "
             "run once with --config.data.download=True (nothing is downloaded)."
         )
+    special = base in ("imagenet2012", UCF101_NAME, video_folder.NAME) or voc
+    files = "" if special else manual_files_hint(builder, manual_dir)
     if not data.download:
         raise FileNotFoundError(
             f"dataset {name!r} is not prepared in {root} and data.download is False. "
             + _prepare_hint(name, root)
-            + (" " + ucf101_hint(builder, root, manual_dir) if ucf101 else "")
+            + (" " + ucf101_hint(builder, root, manual_dir) if ucf101 else files)
         )
     if (reason := _unwritable(root)) is not None:
         raise PermissionError(_not_writable_message(name, root, reason))
+    if base == "lsun" and not _preparation_mocked() and importlib.util.find_spec("lmdb") is None:
+        raise ModuleNotFoundError(
+            f"preparing {name!r} needs the Python package lmdb (TFDS's lsun builder reads the LMDB databases of the "
+            "zips): pip install lmdb." + files
+        )
     if ucf101:
         if shutil.which("ffmpeg") is None:
             raise _ucf101_missing_ffmpeg(builder, root, manual_dir)
@@ -400,6 +430,6 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
             raise
         raise named from e
     except OSError as e:  # requests' ConnectionError and friends are OSErrors.
-        hint = " " + ucf101_hint(builder, root, manual_dir) if ucf101 else ""
+        hint = " " + ucf101_hint(builder, root, manual_dir) if ucf101 else files
         raise RuntimeError(_prepare_failure(name, root, e) + hint) from e
     return builder

@@ -9,7 +9,8 @@ Two networks, two optimisers, alternating updates inside ONE jitted step:
                                                   we can train G to maximize log D(G(z))"; DCGAN's code does this)
 D's phase sees G's samples as constants (no gradient reaches G); G's phase differentiates through the updated D.
 
-Noise. z ~ U(-1, 1)^z_dim (DCGAN Sec. 4; config.gan.z_dist='uniform') or N(0, 1). Each example's z is drawn from
+Noise. z ~ U(-1, 1)^z_dim (DCGAN Sec. 4; config.gan.z_dist='uniform', z_bound 1; the GAN authors' MNIST yaml
+draws U(-sqrt 3, sqrt 3)) or N(0, 1). Each example's z is drawn from
 a key folded from (the run's key, the step, the phase, the example's GLOBAL index in the batch): every device
 draws its own examples' z (device d holds global rows d * B/P ...), and the draws do not depend on how many
 devices share the batch, so 1 and 8 devices take the same step.
@@ -53,9 +54,11 @@ G_LOSSES = ('non_saturating', 'minimax')
 
 
 def latents(gan: ConfigDict, key: jax.Array, n: int) -> jax.Array:
-    """`n` noise vectors [n, z_dim] from `key`: U(-1, 1) ('uniform') or N(0, 1) ('normal')."""
+    """`n` noise vectors [n, z_dim] from `key`: U(-b, b) with b = gan.z_bound ('uniform'; DCGAN b = 1, the GAN
+    authors' MNIST yaml b = sqrt(3)) or N(0, 1) ('normal')."""
     if gan.z_dist == 'uniform':
-        return jax.random.uniform(key, (n, gan.z_dim), jnp.float32, -1.0, 1.0)
+        bound = float(gan.get('z_bound', 1.0))
+        return jax.random.uniform(key, (n, gan.z_dim), jnp.float32, -bound, bound)
     return jax.random.normal(key, (n, gan.z_dim), jnp.float32)
 
 
@@ -202,6 +205,8 @@ class GAN(base.Task):
         if gan.g_loss not in G_LOSSES:
             raise ValueError(f"gan.g_loss={gan.g_loss!r}: use 'non_saturating' (-log D(G(z)), Goodfellow et al. "
                              f"Sec. 3) or 'minimax' (log(1 - D(G(z))), eq. 1).")
+        if gan.z_dist == 'uniform' and not float(gan.get('z_bound', 1.0)) > 0:
+            raise ValueError(f'gan.z_bound={gan.z_bound}: the uniform noise U(-b, b) needs b > 0 (DCGAN: 1).')
         if int(gan.d_steps) < 1 or int(gan.z_dim) < 1:
             raise ValueError(f'gan.d_steps={gan.d_steps} and gan.z_dim={gan.z_dim} must be >= 1 (the papers: k = 1, '
                              f'z_dim = 100).')
@@ -243,9 +248,11 @@ TASK = GAN()
 
 
 def _register_evaluators() -> None:
+    from convnets.evaluate import frechet, gan_features_svm, parzen
     from convnets.visualize import samples
 
-    TASK.evaluators = {'samples': samples.make_evaluator}
+    TASK.evaluators = {'samples': samples.make_evaluator, 'parzen': parzen.make_evaluator,
+                       'frechet': frechet.make_evaluator, 'gan_svm': gan_features_svm.make_evaluator}
 
 
 _register_evaluators()
