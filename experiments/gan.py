@@ -169,6 +169,7 @@ def base_config() -> config_dict.ConfigDict:
     c.task = 'gan'
     c.generator = config_dict.ConfigDict({'name': 'dcgan_generator'})
     c.discriminator = config_dict.ConfigDict({'name': 'dcgan_discriminator'})
+    c.data.batch_keys = ('image',)  # a GAN trains on images alone; evaluators that need labels read their own
     c.gan = config_dict.ConfigDict(dict(z_dim=100, z_dist='uniform', z_bound=1.0, d_steps=1,
                                         g_loss='non_saturating', image_range=(-1.0, 1.0)))
     c.g_optimizer = optimizer(name='adam', learning_rate=2e-4, b1=0.5)

@@ -183,7 +183,15 @@ class GAN(base.Task):
     """A generator and a discriminator (`config.generator`, `config.discriminator`) with their own optimisers
     (`config.g_optimizer`, `config.d_optimizer`), trained by alternating updates (`config.gan`)."""
 
-    evaluators: Mapping[str, base.EvaluatorFactory] = {}  # filled below (the evaluators import this module)
+    @property
+    def evaluators(self) -> Mapping[str, base.EvaluatorFactory]:  # type: ignore[override]
+        # Imported when asked for: these modules import this one.
+        from convnets.evaluate import frechet, gan_features_svm, parzen
+        from convnets.visualize import samples
+
+        return {'samples': samples.make_evaluator, 'parzen': parzen.make_evaluator,
+                'frechet': frechet.make_evaluator, 'gan_svm': gan_features_svm.make_evaluator}
+
     divergence_metrics = ()  # A GAN's losses oscillate by design: only non-finite values stop a run.
 
     def architecture(self, config: ConfigDict) -> dict[str, Any]:
@@ -246,13 +254,3 @@ class GAN(base.Task):
 
 TASK = GAN()
 
-
-def _register_evaluators() -> None:
-    from convnets.evaluate import frechet, gan_features_svm, parzen
-    from convnets.visualize import samples
-
-    TASK.evaluators = {'samples': samples.make_evaluator, 'parzen': parzen.make_evaluator,
-                       'frechet': frechet.make_evaluator, 'gan_svm': gan_features_svm.make_evaluator}
-
-
-_register_evaluators()

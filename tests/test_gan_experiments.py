@@ -1,0 +1,221 @@
+"""The GAN experiment files build at their papers' sizes and run through the one loop with tiny overrides on data
+with the real datasets' features (`tfds.testing.mock_data`: MNIST, CelebA, LSUN, ImageNet 32x32, CIFAR-10; the
+embedded digits for the quickstart, through `python -m convnets.main`); --mode=generate writes what G draws; a
+SIGKILLed GAN run resumes to exactly the uninterrupted run; offline preparation errors name the files."""
+
+import concurrent.futures
+import importlib
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from ml_collections import ConfigDict
+
+from convnets import tasks
+from convnets.data import pipeline
+from convnets.tasks import gan
+from convnets.train import loop
+from tests import cli
+from tests.helpers import assert_trees_equal, final_state
+
+RECIPES = {  # experiment (variant) -> (image shape, G params, D params) at the paper's size
+    ('gan_mnist', ''): ((28, 28, 1), 2_503_984, 1_231_441),
+    ('dcgan_celeba', ''): ((64, 64, 3), 18_885_760, 17_232_768),
+    ('dcgan_lsun', ''): ((64, 64, 3), 18_885_760, 17_232_768),
+    ('dcgan_imagenet32', ''): ((32, 32, 3), 6_690_688, 4_586_112),
+    ('dcgan_cifar10', ''): ((32, 32, 3), 6_690_688, 4_586_112),
+    ('dcgan_cifar10', 'train'): ((32, 32, 3), 6_690_688, 4_586_112),
+    ('gan_quickstart', ''): ((32, 32, 1), None, None),
+}
+
+
+def _config(name, variant=''):
+    return importlib.import_module(f'experiments.{name}').get_config(*([variant] if variant else []))
+
+
+@pytest.mark.parametrize('name,variant', sorted(RECIPES))
+def test_every_gan_recipe_builds_at_its_size(name, variant):
+    config = _config(name, variant)
+    task = tasks.get(config.task)
+    task.validate(config)
+    nets = task.build_nets(config)
+    shape, g_count, d_count = RECIPES[name, variant]
+    z = jnp.zeros((2, config.gan.z_dim))
+    g_vars = jax.eval_shape(lambda: nets[gan.GENERATOR].init(jax.random.key(0), z, train=False))
+    images = jax.eval_shape(lambda v: nets[gan.GENERATOR].apply(v, z, train=False), g_vars)
+    assert images.shape == (2, *shape)
+    d_vars = jax.eval_shape(lambda: nets[gan.DISCRIMINATOR].init(jax.random.key(0), jnp.zeros(images.shape)))
+    count = lambda v: sum(x.size for x in jax.tree.leaves(v['params']))  # noqa: E731
+    if g_count:
+        assert (count(g_vars), count(d_vars)) == (g_count, d_count)
+
+
+TINY_DCGAN = {'generator.width': 4, 'discriminator.width': 4}
+MOCK = {  # experiment -> (overrides, evaluators kept with their tiny settings)
+    'gan_mnist': ({}, {'parzen': dict(num_samples=16, max_validation_examples=8, sample_batch_size=8,
+                                      validation_split='train[:8]', sigmas=(0.2, 0.5)),
+                       'samples': dict(num_samples=4, interpolations=1, interpolation_steps=3)}),
+    'dcgan_celeba': (TINY_DCGAN, {'samples': dict(num_samples=4, interpolations=0)}),
+    'dcgan_lsun': (TINY_DCGAN, {'samples': dict(num_samples=4, interpolations=0)}),
+    'dcgan_imagenet32': (TINY_DCGAN, {'samples': dict(num_samples=4, interpolations=0)}),
+    'dcgan_cifar10': (TINY_DCGAN, {'svm': dict(max_train_examples=16)}),
+}
+
+
+def _tiny(config: ConfigDict, overrides: dict, evals: dict) -> ConfigDict:
+    for key, value in overrides.items():
+        section, field = key.split('.')
+        config[section][field] = value
+    if config.generator.name.startswith('gan_mlp'):
+        config.generator.hidden = config.discriminator.hidden = (8, 8)
+    config.batch_size = config.eval_batch_size = 8
+    config.num_train_steps = 2
+    config.log_every, config.checkpoint_every = '1', '1'
+    for name in list(config.evals.keys()):
+        if name not in evals:
+            del config.evals[name]
+    for name, fields in evals.items():
+        config.evals[name].update(dict(every='', at_end=True, **fields))
+    return config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(MOCK))
+def test_gan_recipe_trains_and_evaluates_on_mock_data(tmp_path, name, monkeypatch):
+    """Two steps, a checkpoint per step and the recipe's final evaluations, on random data with the dataset's
+    real features (MNIST's 28x28x1, CelebA's 218x178x3, LSUN's variable sizes, ...)."""
+    from convnets.train import checkpoint
+
+    save = checkpoint.Checkpointer.save
+
+    def save_and_wait(self, *args, **kwargs):  # mock_data swaps the file system while a dataset is built
+        saved = save(self, *args, **kwargs)
+        self.wait()
+        return saved
+
+    monkeypatch.setattr(checkpoint.Checkpointer, 'save', save_and_wait)
+    overrides, evals = MOCK[name]
+    config = _tiny(_config(name, 'train' if name == 'dcgan_cifar10' else ''), overrides, evals)
+    with tfds.testing.mock_data(num_examples=24):
+        results = loop.train_and_evaluate(config, str(tmp_path / name), devices=jax.devices()[:2])
+    assert results['step'] == 2
+    assert np.isfinite(results['train']['d_loss']) and np.isfinite(results['train']['g_loss'])
+    for ev in evals:
+        assert config.evals[ev].results_key in results, (name, ev)
+    if 'parzen' in evals:
+        assert np.isfinite(results['parzen']['log_likelihood']) and results['parzen']['sigma'] in (0.2, 0.5)
+    if 'svm' in evals:
+        assert results['svm']['feature_dim'] == 16 * (4 + 4 + 8 + 8 + 16 + 16) and results['svm']['num_train'] == 16
+
+
+STEPS = 6  # the run kills itself once step 2's checkpoint is durable
+QUICK = ['--config.generator.width=4', '--config.discriminator.width=4', '--config.batch_size=8',
+         '--config.eval_batch_size=8', f'--config.num_train_steps={STEPS}', '--config.checkpoint_every=2',
+         '--config.log_every=2', '--config.evals.frechet.every=', '--config.evals.frechet.at_end=False',
+         '--config.evals.samples.every=', '--config.evals.samples.num_samples=4',
+         '--config.optimizer.plateau_metric=']
+
+
+def _tiny_quickstart(digits_dir: str) -> ConfigDict:
+    from experiments import gan_quickstart
+
+    c = gan_quickstart.get_config()
+    c.data.data_dir = digits_dir
+    c.generator.width = c.discriminator.width = 4
+    c.batch_size = c.eval_batch_size = 8
+    c.num_train_steps, c.checkpoint_every, c.log_every = STEPS, '2', '2'
+    c.evals.frechet.every, c.evals.frechet.at_end = '', False
+    c.evals.samples.every, c.evals.samples.num_samples = '', 4
+    c.optimizer.plateau_metric = ''
+    return c
+
+
+# convnets.main, SIGKILLed by itself once the checkpoint of step KILL_AT is durable (a deterministic point).
+_KILLED = '''
+import os, runpy, signal, sys
+from convnets.train import checkpoint
+save = checkpoint.Checkpointer.save
+def save_then_die(self, step, state, **kw):
+    saved = save(self, step, state, **kw)
+    if step == int(os.environ['KILL_AT']):
+        self.wait()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return saved
+checkpoint.Checkpointer.save = save_then_die
+sys.argv[0] = 'convnets.main'
+runpy.run_module('convnets.main', run_name='__main__', alter_sys=True)
+'''
+
+
+@pytest.mark.slow
+def test_quickstart_resumes_exactly_after_sigkill_and_generates(tmp_path, digits_dir, caplog):
+    """A command-line GAN run killed after its first checkpoint, resumed by the same loop, equals the run that was
+    never interrupted (both networks, both Adam states, BatchNorm statistics); then --mode=generate writes N
+    samples that are G's images of the z it saves."""
+    killed, straight = str(tmp_path / 'killed'), str(tmp_path / 'straight')
+    cmd = [sys.executable, '-c', _KILLED, *cli.main_command(killed, digits_dir, *QUICK,
+                                                            config='experiments/gan_quickstart.py')[3:]]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        env = {**cli.env(8), 'KILL_AT': '2'}
+        killing = pool.submit(subprocess.run, cmd, cwd=cli.ROOT, env=env, capture_output=True, text=True,
+                              timeout=600)
+        loop.train_and_evaluate(_tiny_quickstart(digits_dir), straight)
+        proc = killing.result()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    with caplog.at_level(logging.INFO, logger='absl'):
+        loop.train_and_evaluate(_tiny_quickstart(digits_dir), killed)
+    restored = re.search(r'Restored checkpoint at step (\d+)', caplog.text)
+    assert restored and 0 < int(restored.group(1)) < STEPS, caplog.text[-3000:]
+    assert_trees_equal(final_state(killed)['nets'], final_state(straight)['nets'])
+
+    out = cli.run(cli.main_command(straight, digits_dir, *QUICK, '--mode=generate', '--num_samples=10',
+                                   config='experiments/gan_quickstart.py'), num_devices=1)
+    assert out.returncode == 0, out.stderr[-3000:]
+    written = json.loads(out.stdout.strip().splitlines()[-1])
+    assert written['step'] == STEPS and written['num_samples'] == 10
+    saved = np.load(written['npz'])
+    assert saved['images'].shape == (10, 32, 32, 1) and saved['images'].dtype == np.uint8
+    nets, state = loop.restore_for_inference(_tiny_quickstart(digits_dir), straight, devices=jax.devices()[:1])
+    generator = nets[gan.GENERATOR].clone(bn_axis_name=None)
+    images = generator.apply(state.nets[gan.GENERATOR].eval_variables, jnp.asarray(saved['z']), train=False)
+    expected = np.round(np.clip((np.asarray(images, np.float64) + 1) / 2, 0, 1) * 255)
+    assert np.abs(saved['images'].astype(np.float64) - expected).max() <= 1
+    assert os.path.getsize(written['grid']) > 0
+
+
+def test_offline_errors_name_the_files_to_place(tmp_path):
+    data = ConfigDict({'name': 'celeb_a', 'data_dir': str(tmp_path), 'manual_dir': None, 'download': False})
+    with pytest.raises(FileNotFoundError, match='img_align_celeba.zip') as e:
+        pipeline.get_builder(data)
+    assert str(tmp_path / 'downloads' / 'manual') in str(e.value)
+    data.name = 'lsun/bedroom'
+    with pytest.raises(FileNotFoundError, match='bedroom_train_lmdb.zip') as e:
+        pipeline.get_builder(data)
+    assert 'kitchen' not in str(e.value)
+    data.download = True
+    if importlib.util.find_spec('lmdb') is None:
+        with pytest.raises(ModuleNotFoundError, match='pip install lmdb'):
+            pipeline.get_builder(data)
+
+
+def test_samples_interpolation_walks_between_two_noise_vectors():
+    from convnets.visualize import samples
+
+    gan_config = ConfigDict(dict(z_dim=3, z_dist='uniform', z_bound=1.0))
+    walk = np.asarray(samples.interpolation_latents(gan_config, jax.random.PRNGKey(0), rows=2, steps=5))
+    ends = np.asarray(gan.latents(gan_config, jax.random.PRNGKey(0), 4)).reshape(2, 2, 3)
+    rows = walk.reshape(2, 5, 3)
+    np.testing.assert_allclose(rows[:, 0], ends[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(rows[:, -1], ends[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(rows[:, 2], ends.mean(axis=1), rtol=1e-5)
+    tiles = np.full((10, 4, 4, 1), 7, np.uint8)
+    assert samples.grid(tiles, cols=5, scale=2).shape == (2 * 8 + 3, 5 * 8 + 6, 1)
