@@ -65,8 +65,8 @@ def frechet_eval(*, classifier_workdir: str = '', every: str = '', at_end: bool 
                  classifier_range: tuple[float, float] = (-0.1, 1.175), coverage_threshold: float = 0.01,
                  labels: bool = True, preprocess: str = '', batch_size: int = 0, seed: int = 0
                  ) -> config_dict.ConfigDict:
-    """A 'frechet' evaluator entry (convnets.evaluate.frechet): fd, fd_floor, fd_ratio, coverage, coverage_real,
-    class_fraction_<k>, max_class_fraction, classifier_top1, num_samples, num_real, num_floor.
+    """A 'frechet' evaluator entry (convnets.evaluate.frechet): fd, fd_floor, fd_ratio, fd_untrained, coverage,
+    coverage_real, class_fraction_<k>, max_class_fraction, classifier_top1, num_samples, num_real, num_floor.
 
     classifier_workdir   a trained digits classifier run (python -m convnets.main --config=experiments/quickstart.py
                          --workdir=...); classifier_config: its config file ('' : experiments/quickstart.py);

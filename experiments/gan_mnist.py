@@ -31,8 +31,9 @@ from experiments import gan
 
 def get_config():
     c = gan.base_config()
-    c.generator = gan.config_dict.ConfigDict({'name': 'gan_mlp_generator', 'z_dim': 100})
-    c.discriminator = gan.config_dict.ConfigDict({'name': 'gan_mlp_discriminator'})
+    c.generator = gan.config_dict.ConfigDict({'name': 'gan_mlp_generator', 'z_dim': 100, 'hidden': (1200, 1200)})
+    c.discriminator = gan.config_dict.ConfigDict({'name': 'gan_mlp_discriminator', 'hidden': (240, 240),
+                                                  'pieces': (5, 5)})
     c.gan.z_dim = 100
     c.gan.z_bound = math.sqrt(3.0)  # adversarial.Generator.get_noise: U(-sqrt 3, sqrt 3), unit variance
     c.gan.image_range = (0.0, 1.0)  # sigmoid outputs; MNIST scaled to [0, 1]

@@ -215,7 +215,7 @@ def test_evaluators_end_to_end_on_the_digits(digits_dir, tmp_path):
     out = frechet.make_evaluator(ctx, ev)(state)
     assert all(np.isfinite(v) for v in out.values())
     assert (out['num_samples'], out['num_real'], out['num_floor']) == (64, 360, 64)
-    assert 0 < out['fd_floor'] < out['fd'] and out['fd_ratio'] > 1
+    assert 0 < out['fd_floor'] < out['fd'] and out['fd_ratio'] > 1 and out['fd_untrained'] > out['fd_floor']
     np.testing.assert_allclose(sum(out[f'class_fraction_{k}'] for k in range(10)), 1.0, rtol=1e-6)
     assert 0 < out['coverage'] <= 1 and 0 <= out['classifier_top1'] <= 1
 

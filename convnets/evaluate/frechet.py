@@ -27,6 +27,8 @@ What an evaluation reports (fields: experiments.gan.frechet_eval):
   on, i.e. what a generator that reproduces its training data would score) against the same real `split` set:
   the real-vs-real distance at the same N (`num_floor` < N when that split is smaller; it is then logged);
 - `fd_ratio` = fd / fd_floor (1 is as good as real data at this N);
+- `fd_untrained`: the same distance for the run's generator at step 0 (its initial parameters, drawn as the task
+  draws them from config.seed): where training started;
 - `coverage`: the fraction of the classifier's classes predicted (argmax) for at least coverage_threshold of the
   N samples (default 0.01: a class counts when at least 1% of the samples, a tenth of a uniform 10-class share, are
   classified as it, so a handful of stray samples do not cover a class); `coverage_real`: the same for the real
@@ -257,13 +259,20 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
                 logging.warning('evals.%s: the floor split has %d examples, fewer than num_samples=%d', ctx.name,
                                 len(cache['floor']['feature']), ev.num_samples)
         reference, floor = cache['real'], cache['floor']
-        generated = of_samples(sample(state, ev.num_samples, ev.seed))
         ref_stats = statistics(reference['feature'])
+        if 'untrained' not in cache:  # the run's generator at step 0: the distance training starts from
+            fresh = gan.initial_generator_variables(config, ctx.nets[gan.GENERATOR])
+            g0 = state.nets[gan.GENERATOR].replace(params=fresh['params'], batch_stats=fresh.get('batch_stats', {}))
+            untrained = of_samples(sample(state.replace(nets={**state.nets, gan.GENERATOR: g0}), ev.num_samples,
+                                          ev.seed))
+            cache['untrained'] = frechet_distance(*statistics(untrained['feature']), *ref_stats)
+        generated = of_samples(sample(state, ev.num_samples, ev.seed))
         fd = frechet_distance(*statistics(generated['feature']), *ref_stats)
         fd_floor = frechet_distance(*statistics(floor['feature']), *ref_stats)
         coverage, fractions = class_coverage(generated['prediction'], num_classes, ev.coverage_threshold)
         coverage_real, _ = class_coverage(reference['prediction'], num_classes, ev.coverage_threshold)
         out = {'fd': fd, 'fd_floor': fd_floor, 'fd_ratio': fd / fd_floor if fd_floor > 0 else float('inf'),
+               'fd_untrained': cache['untrained'],
                'coverage': coverage, 'coverage_real': coverage_real,
                'max_class_fraction': float(fractions.max()),
                **{f'class_fraction_{k}': float(f) for k, f in enumerate(fractions)},

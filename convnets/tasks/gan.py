@@ -72,6 +72,12 @@ def generate(generator: nn.Module, variables: dict[str, Any], z: jax.Array) -> j
     return generator.apply(variables, z, train=False)
 
 
+def initial_generator_variables(config: ConfigDict, generator: nn.Module) -> dict[str, Any]:
+    """G's variables at step 0 of a run of `config` (the same draw as the task's initial state)."""
+    rngs = {k: jax.random.fold_in(v, 0) for k, v in base.init_rngs(config.seed).items()}
+    return generator.init(rngs, jnp.zeros((1, int(config.gan.z_dim)), jnp.float32), train=False)
+
+
 def image_range(config: ConfigDict) -> tuple[float, float]:
     """The range of the generator's output and of the real batches: config.gan.image_range."""
     lo, hi = config.gan.image_range
@@ -235,13 +241,10 @@ class GAN(base.Task):
 
     def init_state(self, config: ConfigDict, nets: Mapping[str, nn.Module], optimizers: Mapping[str, base.Optimizer],
                    batch_spec: base.BatchSpec) -> TrainState:
-        rngs = base.init_rngs(config.seed)
-        g_rngs = {k: jax.random.fold_in(v, 0) for k, v in rngs.items()}
-        d_rngs = {k: jax.random.fold_in(v, 1) for k, v in rngs.items()}
-        z = jnp.zeros((1, int(config.gan.z_dim)), jnp.float32)
+        d_rngs = {k: jax.random.fold_in(v, 1) for k, v in base.init_rngs(config.seed).items()}
         x = jnp.zeros((1, *batch_spec['image'].shape), jnp.float32)
-        g = base.fresh_state(nets[GENERATOR].init(g_rngs, z, train=False), optimizers[GENERATOR].tx, config.seed,
-                             name=GENERATOR)
+        g = base.fresh_state(initial_generator_variables(config, nets[GENERATOR]), optimizers[GENERATOR].tx,
+                             config.seed, name=GENERATOR)
         d = base.fresh_state(nets[DISCRIMINATOR].init(d_rngs, x, train=False), optimizers[DISCRIMINATOR].tx,
                              config.seed, name=DISCRIMINATOR)
         return g.replace(nets={**g.nets, **d.nets})
