@@ -1,7 +1,7 @@
-"""The GAN experiment files build at their papers' sizes and run through the one loop with tiny overrides on data
-with the real datasets' features (`tfds.testing.mock_data`: MNIST, CelebA, LSUN, ImageNet 32x32, CIFAR-10; the
-embedded digits for the quickstart, through `python -m convnets.main`); --mode=generate writes what G draws; a
-SIGKILLed GAN run resumes to exactly the uninterrupted run; offline preparation errors name the files."""
+"""The GAN experiment files build at their papers' sizes and run through `python -m convnets.main` with tiny
+overrides on fake MNIST, CelebA, LSUN, ImageNet 32x32 and CIFAR-10 prepared by those datasets' own TFDS builders
+(tests/fake_tfds.py) and on the embedded digits; --mode=generate writes what G draws; a SIGKILLed GAN run resumes to
+exactly the uninterrupted run; offline preparation errors name the files."""
 
 import concurrent.futures
 import importlib
@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from ml_collections import ConfigDict
 
 from convnets import tasks
@@ -60,62 +59,69 @@ def test_every_gan_recipe_builds_at_its_size(name, variant):
         assert (count(g_vars), count(d_vars)) == (g_count, d_count)
 
 
-TINY_DCGAN = {'generator.width': 4, 'discriminator.width': 4}
-MOCK = {  # experiment -> (overrides, evaluators kept with their tiny settings)
-    'gan_mnist': ({}, {'parzen': dict(num_samples=16, max_validation_examples=8, sample_batch_size=8,
-                                      validation_split='train[:8]', sigmas=(0.2, 0.5)),
-                       'samples': dict(num_samples=4, interpolations=1, interpolation_steps=3)}),
-    'dcgan_celeba': (TINY_DCGAN, {'samples': dict(num_samples=4, interpolations=0)}),
-    'dcgan_lsun': (TINY_DCGAN, {'samples': dict(num_samples=4, interpolations=0)}),
-    'dcgan_imagenet32': (TINY_DCGAN, {'samples': dict(num_samples=4, interpolations=0)}),
-    'dcgan_cifar10': (TINY_DCGAN, {'svm': dict(max_train_examples=16)}),
+TINY_DCGAN = ('--config.generator.width=4', '--config.discriminator.width=4')
+TINY = ('--config.batch_size=8', '--config.eval_batch_size=8', '--config.num_train_steps=2', '--config.log_every=1',
+        '--config.checkpoint_every=1')
+SAMPLES = ('--config.evals.samples.num_samples=4', '--config.evals.samples.interpolations=1',
+           '--config.evals.samples.interpolation_steps=3')
+FAKE = {  # TFDS dataset -> examples per split (prepared by the dataset's own builder, tests/fake_tfds.py)
+    'mnist': {'train': 16, 'test': 8}, 'celeb_a': {'train': 8, 'validation': 8, 'test': 8},
+    'lsun/bedroom': {'train': 8, 'validation': 8}, 'imagenet_resized/32x32': {'train': 8, 'validation': 8},
+    'cifar10': {'train': 16, 'test': 8},
 }
 
 
-def _tiny(config: ConfigDict, overrides: dict, evals: dict) -> ConfigDict:
-    for key, value in overrides.items():
-        section, field = key.split('.')
-        config[section][field] = value
-    if config.generator.name.startswith('gan_mlp'):
-        config.generator.hidden = config.discriminator.hidden = (8, 8)
-    config.batch_size = config.eval_batch_size = 8
-    config.num_train_steps = 2
-    config.log_every, config.checkpoint_every = '1', '1'
-    for name in list(config.evals.keys()):
-        if name not in evals:
-            del config.evals[name]
-    for name, fields in evals.items():
-        config.evals[name].update(dict(every='', at_end=True, **fields))
-    return config
+@pytest.fixture(scope='module')
+def fake_data(tmp_path_factory) -> str:
+    from tests import fake_tfds
+
+    data_dir = str(tmp_path_factory.mktemp('tfds_gan'))
+    for name, sizes in FAKE.items():
+        fake_tfds.prepare(name, data_dir, sizes)
+    return data_dir
+
+
+def _main(workdir, data_dir, config, *overrides, mode='train'):
+    proc = cli.run(cli.main_command(str(workdir), data_dir, *TINY, *overrides, f'--mode={mode}', config=config),
+                   num_devices=2, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', sorted(MOCK))
-def test_gan_recipe_trains_and_evaluates_on_mock_data(tmp_path, name, monkeypatch):
-    """Two steps, a checkpoint per step and the recipe's final evaluations, on random data with the dataset's
-    real features (MNIST's 28x28x1, CelebA's 218x178x3, LSUN's variable sizes, ...)."""
-    from convnets.train import checkpoint
+def test_gan_mnist_runs_through_main_with_its_parzen_evaluation(tmp_path, fake_data):
+    out = _main(tmp_path / 'gan_mnist', fake_data, 'experiments/gan_mnist.py', *SAMPLES,
+                '--config.data.train_split=train[:12]',  # the recipe's train[:50000], of the 16 fake digits
+                '--config.generator.hidden=(8, 8)', '--config.discriminator.hidden=(8, 8)',
+                '--config.evals.parzen.num_samples=16', '--config.evals.parzen.sample_batch_size=8',
+                '--config.evals.parzen.validation_split=train[:8]', '--config.evals.parzen.sigmas=(0.2, 0.5)')
+    assert out['step'] == 2 and out['parzen']['sigma'] in (0.2, 0.5) and np.isfinite(out['parzen']['log_likelihood'])
+    assert out['parzen']['num_examples'] == 8 and out['samples']['num_samples'] == 4
 
-    save = checkpoint.Checkpointer.save
 
-    def save_and_wait(self, *args, **kwargs):  # mock_data swaps the file system while a dataset is built
-        saved = save(self, *args, **kwargs)
-        self.wait()
-        return saved
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['dcgan_celeba', 'dcgan_lsun'])
+def test_dcgan_recipes_run_through_main(tmp_path, fake_data, name):
+    """CelebA's 218x178 faces and LSUN's images of any size become 64x64 in [-1, 1] for Fig. 1's networks."""
+    out = _main(tmp_path / name, fake_data, f'experiments/{name}.py', *TINY_DCGAN, *SAMPLES)
+    assert out['step'] == 2 and 0.0 <= out['samples']['pixel_std']
+    assert sorted(os.listdir(tmp_path / name / 'samples')) == ['grid_00000002.png', 'interpolation_00000002.png']
 
-    monkeypatch.setattr(checkpoint.Checkpointer, 'save', save_and_wait)
-    overrides, evals = MOCK[name]
-    config = _tiny(_config(name, 'train' if name == 'dcgan_cifar10' else ''), overrides, evals)
-    with tfds.testing.mock_data(num_examples=24):
-        results = loop.train_and_evaluate(config, str(tmp_path / name), devices=jax.devices()[:2])
-    assert results['step'] == 2
-    assert np.isfinite(results['train']['d_loss']) and np.isfinite(results['train']['g_loss'])
-    for ev in evals:
-        assert config.evals[ev].results_key in results, (name, ev)
-    if 'parzen' in evals:
-        assert np.isfinite(results['parzen']['log_likelihood']) and results['parzen']['sigma'] in (0.2, 0.5)
-    if 'svm' in evals:
-        assert results['svm']['feature_dim'] == 16 * (4 + 4 + 8 + 8 + 16 + 16) and results['svm']['num_train'] == 16
+
+@pytest.mark.slow
+def test_dcgan_imagenet32_features_svm_on_cifar10_through_main(tmp_path, fake_data):
+    """The paper's protocol: a DCGAN trained on ImageNet 32x32, then its D's 28,672-feature layout (here at width 4:
+    16 * (4 + 4 + 8 + 8 + 16 + 16)) and an L2-SVM on CIFAR-10 read from that run's checkpoint with --mode=eval;
+    and the ':train' variant trained on CIFAR-10 itself."""
+    run = tmp_path / 'imagenet32'
+    _main(run, fake_data, 'experiments/dcgan_imagenet32.py', *TINY_DCGAN, *SAMPLES)
+    svm = _main(run, fake_data, 'experiments/dcgan_cifar10.py', *TINY_DCGAN, mode='eval')
+    assert svm['svm']['feature_dim'] == 16 * (4 + 4 + 8 + 8 + 16 + 16) and svm['svm']['num_train'] == 16
+    assert svm['svm']['num_examples'] == 8 and 'samples' not in svm
+    with open(run / 'eval_results.json') as f:
+        assert json.load(f)['svm'] == svm['svm']
+    trained = _main(tmp_path / 'cifar10', fake_data, 'experiments/dcgan_cifar10.py:train', *TINY_DCGAN, *SAMPLES)
+    assert trained['svm']['num_train'] == 16
 
 
 STEPS = 6  # the run kills itself once step 2's checkpoint is durable
