@@ -20,7 +20,7 @@ experiments/quickstart.py's LeNet-5: the evaluator trains it once into <workdir>
 
 Run:
   python -m convnets.main --config=experiments/gan_quickstart.py --workdir=/tmp/gan_quickstart
-  python -m convnets.main --config=experiments/gan_quickstart.py --workdir=/tmp/gan_quickstart --mode=generate \\
+  python -m convnets.main --config=experiments/gan_quickstart.py --workdir=/tmp/gan_quickstart --mode=generate \
     --num_samples=100
 Hardware/time: see WORKSPACE.md (2-core CPU).
 """
