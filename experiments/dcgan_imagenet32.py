@@ -7,7 +7,10 @@ each stride-2 conv, so that D's six conv layers max-pooled to 4x4 give the paper
 the Sec. 4 recipe (z ~ U(-1, 1), batches of 128, weights N(0, 0.02), Adam lr 2e-4 beta1 0.5, images to [-1, 1],
 no augmentation) on TFDS imagenet_resized/32x32 (the 1.28M ImageNet training images downsampled to 32x32 by
 Chrabaszcz et al. 2017; the paper's own 32x32 crops, "min-resized center crops", are not distributed).
-The paper does not say how long; 25 epochs, as its other models.
+The paper does not say how long; 25 epochs, as its other models. ImageNet at 64x64 (Fig. 1's networks) is
+--config.data.name=imagenet_resized/64x64 with --config.generator.name=dcgan_generator
+--config.discriminator.name=dcgan_discriminator --config.generator.image_size=64
+--config.discriminator.image_size=64 --config.gan.z_dim=100 --config.generator.z_dim=100.
 
 Run:
   python -m convnets.main --config=experiments/dcgan_imagenet32.py --workdir=/tmp/dcgan_imagenet32
