@@ -95,7 +95,8 @@ def test_clip_svm_through_the_loop_equals_a_direct_computation(tmp_path, moving_
     c.batch_size = c.eval_batch_size = 8
     c.num_train_steps, c.log_every, c.checkpoint_every = 2, '1', ''
     c.optimizer.warmup_steps = 0
-    c.evals.val.every, c.evals.val.at_end = '', False
+    for ev in c.evals.values():  # the quickstart's own evaluations (per clip, per video): not this test's
+        ev.every, ev.at_end = '', False
     c.evals.svm = default.clip_svm_eval(results_key='svm', preprocess=EVAL_SPEC, max_train_videos=12, svm_c=10.0)
     workdir = str(tmp_path / 'run')
     results = loop.train_and_evaluate(c, workdir, devices=jax.devices()[:2])
