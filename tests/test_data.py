@@ -149,6 +149,7 @@ def test_resize_and_center_crop():
     np.testing.assert_array_equal(_apply(ops.parse("pad(2)"), image), np.pad(image, [(2, 2), (2, 2), (0, 0)]))
 
 
+@pytest.mark.slow  # (~7 s): kept out of the quick loop
 def test_random_crop_is_a_window_of_the_padded_image():
     image = _image(6, 5, 2)
     padded = np.pad(image, [(2, 2), (2, 2), (0, 0)])

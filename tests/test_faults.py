@@ -144,6 +144,7 @@ def test_no_intact_checkpoint_is_a_clear_error_and_eval_mode_skips_damage_read_o
         _train(config, tmp_path)
 
 
+@pytest.mark.slow  # two trained runs (~12 s): kept out of the quick loop
 @pytest.mark.parametrize('fail_at', [3, 6], ids=['mid_run', 'last_step'])
 def test_evaluation_failure_at_a_save_step_costs_no_training(tmp_path, digits_dir, straight, monkeypatch, fail_at):
     config = _classification(digits_dir)

@@ -268,6 +268,7 @@ def test_zfnet_contrast_norm_is_lrn_after_pooling():
 
 
 # -------------------------------------------------------------------------------------- dense evaluation
+@pytest.mark.slow  # VGG at 224 and 288 (~6 s)
 def test_vgg_dense_evaluation_equals_standard_at_224_and_runs_at_288():
     standard, dense = get_model("vgg11"), get_model("vgg11", dense=True)
     tree = lambda model, shape=IMAGE: jax.tree.map(lambda a: a.shape, param_shapes(model, shape))

@@ -57,6 +57,7 @@ def _checkpoint(workdir, step):
         return ckptr.restore(os.path.join(workdir, 'checkpoints', str(step), 'state'))
 
 
+@pytest.mark.slow  # a trained run (~7 s)
 def test_polyak_average_is_evaluated_and_saved(tmp_path, digits_dir):
     config = tiny_config(digits_dir)
     config.ema_decay = 0.5

@@ -178,6 +178,7 @@ def test_workdir_of_a_different_model(tmp_path, digits_dir):
         loop.train_and_evaluate(other, workdir, devices=jax.devices()[:1])
 
 
+@pytest.mark.slow  # a trained run (~6 s): kept out of the quick loop
 def test_plateau_schedule_is_driven_by_evaluations(tmp_path, digits_dir):
     """With a rate too small to change the error, every evaluation after the first is 'no improvement': with
     patience 2 the rate drops 10x after evaluations 3 and 5, and the steps after them train at the lower rate."""
