@@ -52,6 +52,10 @@ def fusion_config(fusion: str, num_classes: int) -> default.config_dict.ConfigDi
     c.optimizer.learning_rate = 1e-3
     c.optimizer.momentum = 0.9
     c.optimizer.weight_decay = 5e-4
+    c.optimizer.schedule = 'plateau'  # "reduced by hand" when the validation error stops improving
+    c.optimizer.plateau_metric = 'val/top1_error'
+    c.optimizer.plateau_patience = 2
+    c.optimizer.decay_factor = 0.1
     return c
 
 
@@ -64,10 +68,6 @@ def get_config(variant: str = ''):
     c.data.train_split = 'train'
     c.data.eval_split = 'test'
     c.num_train_steps = 2_000_000
-    c.optimizer.schedule = 'plateau'  # "reduced by hand" when the validation error stops improving
-    c.optimizer.plateau_metric = 'val/top1_error'
-    c.optimizer.plateau_patience = 2
-    c.optimizer.decay_factor = 0.1
     c.log_every = '1000 steps'
     c.checkpoint_every = '10000 steps'
     c.evals.val.every = '20000 steps'

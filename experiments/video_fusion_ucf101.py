@@ -39,11 +39,7 @@ def get_config(variant: str = ''):
         c.init_from = ''  # the Sports-1M slow-fusion run's workdir (required: --config.init_from=DIR)
         c.init_from_skip = ('params/fc8_layer/',)  # the new 101-way classifier
     c.optimizer.frozen = FROZEN[variant]
-    c.num_epochs = 30.0
-    c.optimizer.schedule = 'plateau'
-    c.optimizer.plateau_metric = 'val/top1_error'
-    c.optimizer.plateau_patience = 2
-    c.optimizer.decay_factor = 0.1
+    c.num_epochs = 30.0  # with fusion_config's plateau schedule (x0.1 after 2 evaluations without progress)
     c.log_every = '100 steps'
     c.checkpoint_every = '2 epochs'
     c.evals.val.every = '2 epochs'

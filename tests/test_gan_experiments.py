@@ -104,8 +104,13 @@ def test_gan_mnist_runs_through_main_with_its_parzen_evaluation(tmp_path, fake_d
 def test_dcgan_recipes_run_through_main(tmp_path, fake_data, name):
     """CelebA's 218x178 faces and LSUN's images of any size become 64x64 in [-1, 1] for Fig. 1's networks."""
     out = _main(tmp_path / name, fake_data, f'experiments/{name}.py', *TINY_DCGAN, *SAMPLES)
-    assert out['step'] == 2 and 0.0 <= out['samples']['pixel_std']
+    assert out['step'] == 2 and out['samples']['num_samples'] == 4 and out['samples']['pixel_std'] > 0
+    assert -1.0 <= out['samples']['pixel_mean'] <= 1.0  # tanh outputs
     assert sorted(os.listdir(tmp_path / name / 'samples')) == ['grid_00000002.png', 'interpolation_00000002.png']
+    from PIL import Image
+
+    with Image.open(tmp_path / name / 'samples' / 'grid_00000002.png') as grid:  # 2 x 2 tiles of 64 px, 1 px gaps
+        assert grid.size == (2 * 64 + 3, 2 * 64 + 3)
 
 
 @pytest.mark.slow

@@ -16,10 +16,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from convnets.data import builders, pipeline
+from convnets.data import pipeline
+from convnets.data import ucf101 as ucf101_files
 from experiments import default
 
-VIDEOS, SPLITS = builders.UCF101_FILES
+VIDEOS, SPLITS = ucf101_files.FILES
 VIDEOS_URL = "https://storage.googleapis.com/thumos14_files/UCF101_videos.zip"
 SPLITS_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip"
 TRAIN_VIDEOS = ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "YoYo/v_YoYo_g09_c02.avi")
@@ -158,7 +159,7 @@ def test_offline_preparation_from_the_manual_dir(tmp_path, monkeypatch, offline)
         "test": 1,
     }
     # The splits zip sits in TFDS's download cache under TFDS's name for its URL; the videos zip was read in place.
-    assert os.path.exists(builders._ucf101_cache_path(builder, data.data_dir, SPLITS_URL) + ".INFO")
+    assert os.path.exists(ucf101_files.cache_path(builder, data.data_dir, SPLITS_URL) + ".INFO")
     assert not os.path.exists(os.path.join(data.data_dir, "downloads", "ucf101", os.path.basename(VIDEOS_URL)))
     (batch,) = list(pipeline.eval_batches(data, global_batch_size=1))
     assert batch["label"].tolist() == [builder.info.features["label"].str2int("Archery")]
@@ -186,5 +187,5 @@ def test_mock_data_feeds_clip_specs(tmp_path):
 
 def test_mock_detection_is_exact():
     with tfds.testing.mock_data(num_examples=1):
-        assert builders._preparation_mocked()
-    assert not builders._preparation_mocked()
+        assert ucf101_files.preparation_mocked()
+    assert not ucf101_files.preparation_mocked()

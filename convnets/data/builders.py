@@ -13,16 +13,7 @@ TFDS would otherwise download them from a third-party mirror; here they are requ
 and the error says which files go where. An annotation TFDS cannot store (a class name not in VOC's 20, a box
 with max < min or outside its image) fails the preparation: the error names the XML file and the object.
 
-UCF101 (``ucf101/ucf101_1`` .. ``ucf101_3``: the three official train/test splits, ``ucf101_1_256``: split 1 with
-frames scaled to 256x256) comes through TFDS's ``ucf101`` builder, which downloads the videos zip (6.5 GiB) and
-the splits zip and decodes every .avi with the ``ffmpeg`` binary, so ffmpeg must be on PATH (checked first). On
-a machine without internet the two zips can be placed by hand in the manual directory under their own names
-(``UCF101_FILES``): the videos zip is used by TFDS from there (its name is registered for its URL, like VOC's
-tars); the splits zip has no registered name, so TFDS's manual directory does not see it, and it is copied
-(size and SHA-256 checked) into TFDS's download cache under the name TFDS gives that URL
-(``<data_dir>/downloads/ucf101/<tfds.core.download.resource.get_dl_fname(url, sha256)>`` plus its ``.INFO``
-file), where TFDS's download manager finds it as an earlier download. The checks are skipped under
-``tfds.testing.mock_data`` (no preparation runs there).
+UCF101's checks and offline files: ``convnets.data.ucf101``.
 """
 
 from __future__ import annotations
@@ -32,7 +23,6 @@ import errno
 import functools
 import importlib.util
 import os
-import shutil
 import tarfile
 import tempfile
 
@@ -54,19 +44,6 @@ _VOC_SOURCES = {
     "VOC2012test.tar": "the VOC evaluation server http://host.robots.ox.ac.uk:8080/ (test images, no annotations; "
     "registration needed)",
 }
-UCF101_NAME = "ucf101"
-# The two files TFDS's ucf101 builder downloads, as named in the manual directory (the videos zip by the name
-# TFDS registered for its URL, the splits zip by the last part of its URL); their URLs and sizes come from TFDS.
-UCF101_FILES = ("UCF101_videos.zip", "UCF101TrainTestSplits-RecognitionTask.zip")
-UCF101_HOMEPAGE = "https://www.crcv.ucf.edu/data-sets/ucf101/"
-# UCF101 paper (Soomro et al. 2012, Table 1): 13,320 clips, 1,600 minutes at 25 fps, 320x240. TFDS stores every
-# frame as a JPEG in each config's records; not measured here (no ffmpeg), hence only a lower bound on disk.
-_UCF101_DISK = (
-    "about 14 GB for the zip and its extraction (downloads/ and downloads/extracted/ of the data directory), "
-    "plus the prepared records: every one of the ~2.4 million frames as a JPEG, tens of GB for each config "
-    "(ucf101_1, ucf101_2 and ucf101_3 are prepared separately and each holds all 13,320 videos; ucf101_1_256 "
-    "scales the frames to 256x256)"
-)
 
 
 @functools.cache
@@ -213,77 +190,6 @@ def _check_voc_manual_files(builder: tfds.core.DatasetBuilder, manual_dir: str) 
             raise ValueError(f"the VOC file {path} {problem}. Download it again.")
 
 
-def _preparation_mocked() -> bool:
-    """Whether ``tfds.testing.mock_data`` is active: then download_and_prepare does nothing (and needs nothing)."""
-    return tfds.core.DatasetBuilder.download_and_prepare.__module__ == "tensorflow_datasets.testing.mocking"
-
-
-def ucf101_sources(builder: tfds.core.DatasetBuilder) -> dict[str, tuple[str, int]]:
-    """Manual file name -> (URL, size in bytes) of the files TFDS's ucf101 builder downloads (UCF101_FILES)."""
-    return {
-        info.filename or url.rsplit("/", 1)[-1]: (url, int(info.size)) for url, info in builder.url_infos.items()
-    }
-
-
-def _ucf101_cache_path(builder: tfds.core.DatasetBuilder, root: str, url: str) -> str:
-    """Where TFDS's download manager looks for an earlier download of ``url`` (with a registered checksum)."""
-    from tensorflow_datasets.core.download import resource
-
-    name = resource.get_dl_fname(url, builder.url_infos[url].checksum)
-    return os.path.join(root, "downloads", builder.name, name)
-
-
-def ucf101_hint(builder: tfds.core.DatasetBuilder, root: str, manual_dir: str) -> str:
-    """What a preparation of ucf101 needs: ffmpeg, the two files (for machines without internet), the disk."""
-    sources = ucf101_sources(builder).items()
-    files = " and ".join(f"{name} ({size:,} bytes, from {url})" for name, (url, size) in sources)
-    return (
-        f"TFDS's ucf101 builder needs the ffmpeg binary on PATH to decode the videos (apt-get install ffmpeg, or "
-        f"conda install -c conda-forge ffmpeg). It downloads {files}; without internet, download them elsewhere and "
-        f"put them, keeping these names, into the manual directory {manual_dir} (--config.data.manual_dir), then run "
-        f"with --config.data.download=True. Disk needed in {root}: {_UCF101_DISK}. See {UCF101_HOMEPAGE}."
-    )
-
-
-def _ucf101_missing_ffmpeg(builder: tfds.core.DatasetBuilder, root: str, manual_dir: str) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"cannot prepare {builder.info.full_name.rsplit('/', 1)[0]}: the ffmpeg binary is not on PATH "
-        f"(PATH={os.environ.get('PATH', '')}). " + ucf101_hint(builder, root, manual_dir)
-    )
-
-
-def _use_ucf101_manual_files(builder: tfds.core.DatasetBuilder, root: str, manual_dir: str) -> None:
-    """Checks the UCF101 files placed in ``manual_dir`` and puts the splits zip where TFDS's download manager
-    finds it (the videos zip TFDS takes from ``manual_dir`` itself). Files not placed are downloaded by TFDS."""
-    from etils import epath
-    from tensorflow_datasets.core.download import checksums, resource
-
-    for name, (url, size) in ucf101_sources(builder).items():
-        path = os.path.join(manual_dir, name)
-        if not os.path.exists(path):
-            continue
-        if (found := os.path.getsize(path)) != size:
-            raise ValueError(
-                f"the UCF101 file {path} has {found:,} bytes, but {name} from {url} has {size:,} (TFDS checks its "
-                "SHA-256 too). Download it again; a partial download or a full disk leaves a short file."
-            )
-        expected = builder.url_infos[url]
-        if expected.filename:  # TFDS reads this one from manual_dir (and checks its SHA-256).
-            continue
-        cached = _ucf101_cache_path(builder, root, url)
-        if resource.is_locally_cached(epath.Path(cached)):
-            continue
-        info = checksums.compute_url_info(path)
-        if info.checksum != expected.checksum:
-            raise ValueError(
-                f"the UCF101 file {path} has the right size but the wrong SHA-256 ({info.checksum}, expected "
-                f"{expected.checksum}): it is not the official {name}. Download it again from {url}."
-            )
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        shutil.copyfile(path, cached)
-        resource.write_info_file(url, epath.Path(cached), builder.name, name, expected)
-
-
 def _voc_object_problems(text: bytes, labels: set[str]) -> list[str]:
     """What TFDS's voc builder cannot store in one annotation XML (its checks: label, 0 <= min <= max <= size)."""
     import xml.etree.ElementTree as ElementTree
@@ -369,7 +275,7 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
     tf_cpu_only()
     # Importing registers the embedded `convnets_digits`, `convnets_digit_scenes` and `convnets_moving_digits`,
     # `convnets_voc0712` and `convnets_video_folder` (users' own frame folders).
-    from convnets.data import digit_scenes, digits, moving_digits, video_folder, voc0712  # noqa: F401
+    from convnets.data import digit_scenes, digits, moving_digits, ucf101, video_folder, voc0712  # noqa: F401
 
     name = data.name
     base = name.split(":")[0].split("/")[0]
@@ -393,32 +299,30 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
     voc = base in ("voc", voc0712.NAME)
     if voc:
         _check_voc_manual_files(builder, manual_dir)
-    ucf101 = base == UCF101_NAME and not _preparation_mocked()
+    is_ucf101 = base == ucf101.NAME and not ucf101.preparation_mocked()
     if not data.download and base == video_folder.NAME:  # prepared from local frames: no internet involved
         raise FileNotFoundError(
             f"dataset {name!r} is not prepared in {root} and data.download is False. It is prepared from your "
             f"frames in {manual_dir} (<split>/<class_name>/<video_id>/<frames .jpg/.png>; --config.data.manual_dir): "
             "run once with --config.data.download=True (nothing is downloaded)."
         )
-    special = base in ("imagenet2012", UCF101_NAME, video_folder.NAME) or voc
+    special = base in ("imagenet2012", ucf101.NAME, video_folder.NAME) or voc
     files = "" if special else manual_files_hint(builder, manual_dir)
     if not data.download:
         raise FileNotFoundError(
             f"dataset {name!r} is not prepared in {root} and data.download is False. "
             + _prepare_hint(name, root)
-            + (" " + ucf101_hint(builder, root, manual_dir) if ucf101 else files)
+            + (" " + ucf101.hint(builder, root, manual_dir) if is_ucf101 else files)
         )
     if (reason := _unwritable(root)) is not None:
         raise PermissionError(_not_writable_message(name, root, reason))
-    if base == "lsun" and not _preparation_mocked() and importlib.util.find_spec("lmdb") is None:
+    if base == "lsun" and not ucf101.preparation_mocked() and importlib.util.find_spec("lmdb") is None:
         raise ModuleNotFoundError(
             f"preparing {name!r} needs the Python package lmdb (TFDS's lsun builder reads the LMDB databases of the "
             "zips): pip install lmdb." + files
         )
-    if ucf101:
-        if shutil.which("ffmpeg") is None:
-            raise _ucf101_missing_ffmpeg(builder, root, manual_dir)
-        _use_ucf101_manual_files(builder, root, manual_dir)
+    if is_ucf101:
+        ucf101.check_and_place_files(builder, root, manual_dir)
     try:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     except (tarfile.TarError, EOFError) as e:
@@ -430,6 +334,6 @@ def get_builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
             raise
         raise named from e
     except OSError as e:  # requests' ConnectionError and friends are OSErrors.
-        hint = " " + ucf101_hint(builder, root, manual_dir) if ucf101 else files
+        hint = " " + ucf101.hint(builder, root, manual_dir) if is_ucf101 else files
         raise RuntimeError(_prepare_failure(name, root, e) + hint) from e
     return builder
