@@ -25,7 +25,7 @@ Run:
   python -m convnets.main --config=experiments/c3d_ucf101.py --workdir=/tmp/c3d_ucf101_depth3
   python -m convnets.main --config=experiments/c3d_ucf101.py:depth1 --workdir=/tmp/c3d_ucf101_depth1
 UCF101 comes through TFDS (ucf101/ucf101_1: a 6.5 GB download, and ffmpeg on PATH to decode the videos;
-convnets/data/builders.py says what to place where on an offline machine). Hardware/time: not run here (no GPU).
+convnets/data/ucf101.py says what to place where on an offline machine). Hardware/time: not run here (no GPU).
 """
 
 from convnets.models import c3d

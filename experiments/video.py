@@ -7,7 +7,7 @@ frame of a clip). Evaluation is per video: ``video_clips(T, K, stride)`` writes 
 (``[K, T, H, W, C]``, 'crop_mask' marks the real ones) and the evaluator averages the softmax over them
 (convnets/evaluate/classification.py), so accuracies are video-level as in both papers.
 
-Data (convnets/data/builders.py explains what to download and install when a preparation is missing):
+Data (convnets/data/ucf101.py and builders.py explain what to download and install when a preparation is missing):
 - UCF101: TFDS's ``ucf101`` builder, configs ``ucf101_1`` / ``ucf101_2`` / ``ucf101_3`` (the three official
   train/test splits, frames kept at 320x240), classes 0..100. TFDS decodes the .avi files with ffmpeg.
 - Sports-1M has no TFDS builder (the videos are YouTube links): extract frames and prepare them with the
