@@ -65,9 +65,9 @@ def test_every_video_recipe_builds_at_the_papers_size_and_the_depth_sweep_expand
     from experiments import c3d_ucf101
 
     swept = []
-    for overrides in c3d_ucf101.get_sweeps()['depth']:
+    for run in c3d_ucf101.get_sweeps()['depth'].runs:
         config = c3d_ucf101.get_config()
-        for path, value in overrides.items():
+        for path, value in run.overrides.items():
             section, field = path.split('.')
             config[section][field] = value
         swept.append(_param_count(config))
