@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -72,6 +73,7 @@ class Run:
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     variant: str = ''
     paper: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    name: str = ''  # The workdir name; '' : made from the variant and overrides (run_name). For long spec strings.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +241,8 @@ def run_name(run: Run) -> str:
     """The run's workdir name under the sweep's root, made from its variant and overrides:
     'shortcut=A,name=resnet34'. A field is named by its last component unless two overrides share it; names longer
     than 96 characters keep their start and gain a hash of the whole."""
+    if run.name:
+        return _slug_part(run.name)
     parts = [f'variant={_slug_part(run.variant)}'] if run.variant else []
     leaves = [key.rsplit('.', 1)[-1] for key in run.overrides]
     for key, value in run.overrides.items():
@@ -254,3 +258,51 @@ def run_name(run: Run) -> str:
 def run_workdir(root: str, run: Run) -> str:
     """<root>/<run_name(run)>; `root` may be a gs:// path."""
     return f'{root.rstrip("/")}/{run_name(run)}'
+
+
+# ---- The manifest: what launch/sweep.py ran, for launch/report.py ----------------------------------------------
+
+def manifest(config_path: str, sweep_name: str, sweep: Sweep, root: str, extra: Sequence[str] = ()) -> dict:
+    """The JSON-able record of a launched sweep: the file, the sweep (title, columns, rows with their paper numbers,
+    figure, notes), the extra flags every run got, and each row's workdir and command-line arguments."""
+    record = {'config': config_file(config_path), 'sweep': sweep_name, 'root': root, 'extra': list(extra),
+              **dataclasses.asdict(sweep)}
+    for row, run in zip(record['runs'], sweep.runs, strict=True):
+        row['overrides'] = {k: format_value(v) for k, v in run.overrides.items()}
+        row['workdir'] = run_workdir(root, run)
+        row['args'] = main_args(config_path, run, row['workdir'], extra)
+    return record
+
+
+def write_manifest(root: str, record: dict) -> str:
+    """Writes <root>/sweep.json (local or gs:// root); returns its path."""
+    from etils import epath
+
+    path = epath.Path(root) / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + '\n')
+    return str(path)
+
+
+def read_manifest(root: str) -> tuple[dict, Sweep]:
+    """<root>/sweep.json as written by launch/sweep.py: (the record, the Sweep rebuilt from it). Each run's workdir
+    is record['runs'][i]['workdir']."""
+    from etils import epath
+
+    path = epath.Path(root) / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f'{path} not found: {root} is not the root of a sweep launched by '
+                                '`python -m launch.sweep --config=... --sweep=NAME --workdir=ROOT`')
+    record = json.loads(path.read_text())
+    figure = record.get('figure')
+    sweep = Sweep(
+        title=record['title'], source=record['source'],
+        columns=tuple(Column(**c) for c in record['columns']),
+        runs=tuple(Run(label=r['label'], overrides=r['overrides'], variant=r['variant'], paper=r['paper'],
+                       name=r['name']) for r in record['runs']),
+        baseline=record['baseline'], notes=record['notes'],
+        figure=None if figure is None else Figure(
+            title=figure['title'], panels=tuple((t, tuple(rows)) for t, rows in figure['panels']),
+            tags=tuple((tag, style) for tag, style in figure['tags']), y_label=figure['y_label'],
+            error=figure['error'], scale=figure['scale']))
+    return record, sweep
