@@ -35,8 +35,11 @@ with the ImageNet weights and the proposals given by
   --config.init_from=/tmp/vgg16_in --config.data.proposals_dir=/tmp/voc_proposals
 (--from_mat=selective_search_data/voc_2007_trainval.mat converts the authors' proposals instead of recomputing them.)
 Hardware/time: 9.5 h of training on one K40 in the paper (Table 4); not run here.
+Sweeps (python -m launch.sweep --config=experiments/fast_rcnn_vgg16_voc07.py --sweep=NAME --workdir=ROOT):
+'table5' (layers fine-tuned), 'table8' (softmax vs SVMs).
 """
 
+from convnets import sweeps
 from convnets.models import vgg
 from experiments import detection, rcnn
 
@@ -91,3 +94,21 @@ def build(year: str, steps: int, lr_drop: int, variant: str = ''):
         c.evals.svm.train_split = c.data.get_ref('train_split')
         c.evals.svm.train_preprocess = detection.voc_spec(c, 'train_split', flip=False)
     return c
+
+
+def get_sweeps() -> dict[str, sweeps.Sweep]:
+    """Table 5 (which layers are fine-tuned) and Table 8 (softmax vs SVMs: one run gives both)."""
+    mAP = sweeps.Column('mAP', 'eval.mAP')
+    return {
+        'table5': sweeps.Sweep(
+            title='Detection mAP (%) on VOC 2007 test by the layers fine-tuned (VGG16, 07 trainval)',
+            source='Girshick 2015, Table 5', columns=(mAP,),
+            runs=(sweeps.Run('fc6 and up (SPPnet)', {'optimizer.frozen': ('^conv',)}, paper={'mAP': 61.4}),
+                  sweeps.Run('conv3_1 and up', {}, paper={'mAP': 66.9}),
+                  sweeps.Run('conv2_1 and up', {'optimizer.frozen': ('^conv1_',)}, paper={'mAP': 67.2}))),
+        'table8': sweeps.Sweep(
+            title='Detection mAP (%) on VOC 2007 test, softmax vs post-hoc SVMs (VGG16, 07 trainval)',
+            source='Girshick 2015, Table 8', columns=(sweeps.Column('softmax', 'eval.mAP'),
+                                                    sweeps.Column('SVM', 'svm.mAP')),
+            runs=(sweeps.Run('VGG16 (L)', {}, variant='svm', paper={'softmax': 66.9, 'SVM': 66.8}),)),
+    }

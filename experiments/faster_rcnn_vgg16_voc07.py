@@ -39,11 +39,43 @@ first):
 with the ImageNet weights given by --config.init_from=/tmp/vgg16_in.
 Proposal recall (Fig. 4) of a trained run: add an evaluator entry of experiments/detection.py
 `proposal_recall_eval` or read <workdir>/rpn2/proposals (4-step). Hardware/time: not run here (no VOC, no GPU).
+Sweeps (python -m launch.sweep --config=experiments/faster_rcnn_vgg16_voc07.py --sweep=NAME --workdir=ROOT, then
+python -m launch.report ROOT): 'anchors' (Table 8), 'lambda' (Table 9), 'scheme' (joint vs 4-step).
 """
 
+from convnets import sweeps
 from experiments import faster_rcnn
 
 
 def get_config(variant: str = ''):
     """`variant`: '' (approximate joint training) or 'alternating' (the 4-step scheme)."""
     return faster_rcnn.voc_experiment('2007', 'vgg16', variant or 'joint')
+
+
+def get_sweeps() -> dict[str, sweeps.Sweep]:
+    """Tables 8 and 9 (anchor settings, lambda) and the training scheme, as rows of this recipe."""
+    mAP = sweeps.Column('mAP', 'eval.mAP')
+    three_sizes, three_ratios = (128.0, 256.0, 512.0), (0.5, 1.0, 2.0)
+    anchors = (('128^2, 1:1', (128.0,), (1.0,), 65.8), ('256^2, 1:1', (256.0,), (1.0,), 66.7),
+               ('128^2, 3 ratios', (128.0,), three_ratios, 68.8), ('256^2, 3 ratios', (256.0,), three_ratios, 67.9),
+               ('3 scales, 1:1', three_sizes, (1.0,), 69.8), ('3 scales, 3 ratios', three_sizes, three_ratios, 69.9))
+    return {
+        'anchors': sweeps.Sweep(
+            title='Detection mAP (%) on VOC 2007 test by anchor settings (VGG16, 07 trainval)',
+            source='Ren et al. 2015, Table 8', columns=(mAP,),
+            runs=tuple(sweeps.Run(label, {'model.anchor_sizes': sizes, 'model.anchor_ratios': ratios},
+                                  paper={'mAP': paper}) for label, sizes, ratios, paper in anchors),
+            notes='The paper trained these with its 4-step scheme; rows here use the recipe\'s approximate joint '
+                  'training (add --config=...:alternating runs for the 4-step numbers).'),
+        'lambda': sweeps.Sweep(
+            title='Detection mAP (%) on VOC 2007 test by the RPN loss weight lambda (VGG16, 07 trainval)',
+            source='Ren et al. 2015, Table 9', columns=(mAP,),
+            runs=tuple(sweeps.Run(f'lambda = {w:g}', {'rpn.loss_weight': w}, paper={'mAP': paper})
+                       for w, paper in ((0.1, 67.2), (1.0, 68.9), (10.0, 69.9), (100.0, 69.1)))),
+        'scheme': sweeps.Sweep(
+            title='Detection mAP (%) on VOC 2007 test by training scheme (VGG16, 07 trainval)',
+            source='Ren et al. 2015, Table 3 (4-step) and sec. 3.2 (approximate joint: no number printed)',
+            columns=(mAP,),
+            runs=(sweeps.Run('approximate joint training', {}),
+                  sweeps.Run('4-step alternating training', {}, variant='alternating', paper={'mAP': 69.9}))),
+    }

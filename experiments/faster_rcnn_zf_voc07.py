@@ -23,11 +23,28 @@ Run (VOC placed by hand as in experiments/faster_rcnn_vgg16_voc07.py; a ZF Net t
 with the ImageNet weights given by --config.init_from=/tmp/zfnet (and, for :selective_search, the cache of
 `python -m convnets.data.make_proposals` given by --config.data.proposals_dir=/tmp/voc_proposals).
 Hardware/time: not run here (no VOC, no ImageNet, no GPU).
+Sweep (python -m launch.sweep --config=experiments/faster_rcnn_zf_voc07.py --sweep=table2 --workdir=ROOT):
+Table 2's training rows.
 """
 
+from convnets import sweeps
 from experiments import faster_rcnn
 
 
 def get_config(variant: str = ''):
     """`variant`: '' (approximate joint training), 'alternating' (the 4-step scheme) or 'selective_search'."""
     return faster_rcnn.voc_experiment('2007', 'zf', variant or 'joint')
+
+
+def get_sweeps() -> dict[str, sweeps.Sweep]:
+    """Table 2's training rows: selective search vs the RPN, shared and unshared (the 4-step run's step 2)."""
+    unshared = sweeps.Column('mAP, unshared (step 2)', 'stages.frcn1.eval.mAP')
+    return {'table2': sweeps.Sweep(
+        title='Detection mAP (%) on VOC 2007 test, ZF Net, 07 trainval',
+        source='Ren et al. 2015, Table 2 (training-time rows)', columns=(sweeps.Column('mAP', 'eval.mAP'), unshared),
+        runs=(sweeps.Run('SS 2000 + Fast R-CNN', {}, variant='selective_search', paper={'mAP': 58.7}),
+              sweeps.Run('RPN+ZF, 4-step', {}, variant='alternating',
+                         paper={'mAP': 59.9, 'mAP, unshared (step 2)': 58.7}),
+              sweeps.Run('RPN+ZF, approximate joint', {})),
+        notes='Table 2\'s test-time rows (100 / 300 / 1000 proposals, no NMS, no cls or reg layer) change only '
+              'testing: run them with --mode=eval on the 4-step workdir and the switches in this file\'s docstring.')}

@@ -22,10 +22,13 @@ GSN 214 +- 1.1). results.json: 'parzen' (log_likelihood, std_error, sigma).
 Run:
   python -m convnets.main --config=experiments/gan_mnist.py --workdir=/tmp/gan_mnist
 MNIST comes through TFDS (mnist, 11 MB). Hardware/time: not run here (no MNIST download on this machine).
+Sweep (python -m launch.sweep --config=experiments/gan_mnist.py --sweep=table1 --workdir=ROOT): Table 1's row,
+and the minimax generator loss beside it.
 """
 
 import math
 
+from convnets import sweeps
 from experiments import gan
 
 
@@ -54,3 +57,16 @@ def get_config():
     c.evals.parzen = gan.parzen_eval(every='50 epochs', results_key='parzen', num_samples=10_000)
     c.optimizer.plateau_metric = ''
     return c
+
+
+def get_sweeps() -> dict[str, sweeps.Sweep]:
+    """Table 1's MNIST entry, with the generator loss as written in eq. 1 beside the non-saturating one."""
+    return {'table1': sweeps.Sweep(
+        title='Parzen window log-likelihood of the MNIST test digits',
+        source='Goodfellow et al. 2014, Table 1',
+        columns=(sweeps.Column('log-likelihood', 'parzen.log_likelihood', scale=1.0),
+                 sweeps.Column('std. error', 'parzen.std_error', scale=1.0)),
+        runs=(sweeps.Run('adversarial nets (-log D(G(z)))', {'gan.g_loss': 'non_saturating'},
+                         paper={'log-likelihood': 225.0, 'std. error': 2.0}),
+              sweeps.Run('minimax G loss (eq. 1)', {'gan.g_loss': 'minimax'})),
+        notes='The paper trains G with -log D(G(z)) (Sec. 3) and prints one number; the minimax row has none.')}
