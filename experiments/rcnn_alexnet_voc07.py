@@ -30,8 +30,11 @@ hand as experiments/detection.py's voc_data explains; proposals cached once per 
 with the ImageNet weights and the proposals given by
   --config.init_from=/tmp/alexnet --config.data.proposals_dir=/tmp/voc_proposals
 Hardware/time: the paper's fine-tuning and SVM training took about a day on a K20 class GPU; not run here.
+Sweep (python -m launch.sweep --config=experiments/rcnn_alexnet_voc07.py --sweep=table2 --workdir=ROOT): Table 2's
+AlexNet rows (layer, fine-tuning, SVM / softmax, box regression).
 """
 
+from convnets import sweeps
 from convnets.models import alexnet
 from experiments import imagenet, rcnn
 
@@ -56,3 +59,22 @@ def get_config():
     c.log_every = '1000 steps'
     c.checkpoint_every = '10000 steps'
     return c
+
+
+def get_sweeps() -> dict[str, sweeps.Sweep]:
+    """Table 2's rows of the AlexNet ("T-Net") network: one run per layer and fine-tuning setting; each run's SVM,
+    SVM + box regression and softmax numbers come from its one evaluation."""
+    svm, bbox, softmax = (sweeps.Column('SVM', 'eval.svm/mAP'), sweeps.Column('SVM + BB', 'eval.svm_bbox_reg/mAP'),
+                          sweeps.Column('softmax', 'eval.softmax/mAP'))
+    # No fine-tuning: the ImageNet features, only fc8 trained for one step (the SVMs do not read it).
+    frozen = {'num_train_steps': 1, 'optimizer.frozen': ('conv', 'fc6_', 'fc7_')}
+    return {'table2': sweeps.Sweep(
+        title='Detection mAP (%) on VOC 2007 test, AlexNet features',
+        source='Girshick et al. 2014, Table 2 and appendix B (softmax)', columns=(svm, bbox, softmax),
+        runs=(sweeps.Run('R-CNN pool5', {**frozen, 'evals.val.layer': 'pool5'}, paper={'SVM': 44.2}),
+              sweeps.Run('R-CNN fc6', {**frozen, 'evals.val.layer': 'fc6'}, paper={'SVM': 46.2}),
+              sweeps.Run('R-CNN fc7', frozen, paper={'SVM': 44.7}),
+              sweeps.Run('R-CNN FT pool5', {'evals.val.layer': 'pool5'}, paper={'SVM': 47.3}),
+              sweeps.Run('R-CNN FT fc6', {'evals.val.layer': 'fc6'}, paper={'SVM': 53.1}),
+              sweeps.Run('R-CNN FT fc7', {}, paper={'SVM': 54.2, 'SVM + BB': 58.5, 'softmax': 50.9})),
+        notes='Box regression always reads pool5 (appendix C); the paper reports it for FT fc7 only.')}
