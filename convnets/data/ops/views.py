@@ -1,6 +1,6 @@
 """Multi-view ops: evaluation crops stacked as views, and ZF Net's training pick of one of them.
 
-The multi-view ops (``five_crop``, ``ten_crop``, ``flip_views``, ``googlenet_crops``) read ``inkey``
+The multi-view ops (``five_crop``, ``ten_crop``, ``flip_views``, ``googlenet_crops``, ``grid_crops``) read ``inkey``
 (default 'image') and write a stack of views ``[V, h, w, C]`` to ``outkey`` (default ``'crops'``), leaving
 ``features['image']`` (and its boxes) as they were. Batched by the pipeline with
 ``data.keys=('crops', 'label')`` they give ``[B, V, h, w, C]``, and the evaluation averages the softmax over
@@ -17,10 +17,12 @@ Paper recipes as spec strings (``M`` = ``constants.IMAGENET_RGB_MEAN``)::
     ZF Net train:          decode|resize_short(256)|center_crop(256)|subtract_mean_image(P)|random_ten_crop(224)
     VGG eval (Q):          decode|resize_short(Q)|subtract_mean(M)|flip_views   (dense evaluation, variable size)
     GoogLeNet eval (scale): decode(3)|subtract_mean(M)|googlenet_crops(224, 256)   # 36 views; 256/288/320/352
+    VGG multi-crop (Q):    decode|resize_short(Q)|subtract_mean(M)|grid_crops(224)   # 50 views; Q = 256, 384, 512
 
 The VGG dense-evaluation images differ in size, so tf.data can only batch them one per batch (or padded);
 ``...|center_crop(Q)|flip_views`` is the fixed-size approximation. GoogLeNet's 144-crop evaluation (sec 7) is
 ``googlenet_crops`` at the four scales 256, 288, 320 and 352, one evaluation view per scale (4 x 36 = 144 crops).
+VGG's multi-crop evaluation (sec 3.2, Table 5) is ``grid_crops(224)`` at Q = 256, 384 and 512 (3 x 50 = 150 crops).
 """
 
 from __future__ import annotations
@@ -170,6 +172,44 @@ def googlenet_crops(
             views += list(tf.unstack(_five(square, size, size, "googlenet_crops")))
             views.append(tf.image.resize(square, (size, size), antialias=antialias))
         views = tf.stack(views)
+        return replace(features, outkey, tf.concat([views, tf.reverse(views, axis=[-2])], axis=0))
+
+    return fn
+
+
+def grid_starts(span: tf.Tensor, n: int) -> tf.Tensor:
+    """``n`` offsets evenly spaced from 0 to ``span`` (both ends included, rounded down); the centre for n = 1."""
+    if n == 1:
+        return tf.reshape(span // 2, [1])
+    return tf.stack([(i * span) // (n - 1) for i in range(n)])
+
+
+@register("grid_crops")
+def grid_crops(size: int | Sequence[int], n: int = 5, *, inkey: str = "image", outkey: str = "crops") -> OpFn:
+    """VGG's multi-crop evaluation (sec 3.2) at one scale: an ``n x n`` regular grid of ``size`` crops over the
+    whole image, and their mirror images, stacked ``[2 n^2, h, w, C]`` to ``outkey``.
+
+    The image may have any aspect ratio: crop tops are ``n`` offsets evenly spaced from 0 to ``H - h`` and lefts
+    from 0 to ``W - w`` (``grid_starts``: both edges included, rounded down). View order, ``view = n^2 * mirrored
+    + n * row + column``; views ``n^2 ..`` are views ``0 ..`` flipped left-right. ``grid_crops(224)`` after
+    ``resize_short(Q)`` gives the paper's "50 crops per scale (5 x 5 regular grid with 2 flips)", 150 over
+    Q = 256, 384, 512.
+    """
+    h, w = hw_size(size, "grid_crops")
+    n = positive_int(n, "grid_crops", "n")
+
+    def fn(features: Features, seed: tf.Tensor) -> Features:
+        image = read(features, inkey, "grid_crops")
+        height, width = spatial_shape(image)
+        checks = [
+            tf.debugging.assert_greater_equal(height, h, message=f"grid_crops: image height is smaller than the crop "
+                                              f"({h}); resize it first, e.g. resize_short({max(h, w)})"),
+            tf.debugging.assert_greater_equal(width, w, message=f"grid_crops: image width is smaller than the crop "
+                                              f"({w}); resize it first, e.g. resize_short({max(h, w)})"),
+        ]
+        with tf.control_dependencies(checks):
+            tops, lefts = grid_starts(height - h, n), grid_starts(width - w, n)
+        views = tf.stack([window(image, tops[r], lefts[c], h, w) for r in range(n) for c in range(n)])
         return replace(features, outkey, tf.concat([views, tf.reverse(views, axis=[-2])], axis=0))
 
     return fn
