@@ -4,6 +4,7 @@ message for a ROOT without sweep.json. No training: the runs' workdirs are writt
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -93,6 +94,23 @@ def test_table_rows_ours_paper_status_and_baseline_differences(tmp_path):
     assert shown.loc['no LRN', 'workdir'] == 'lrn=False'
 
 
+def test_run_states_of_staged_started_and_moved_runs(tmp_path):
+    os.makedirs(tmp_path / 'staged' / 'rpn1' / 'checkpoints' / '40')  # a staged run: <workdir>/<stage>/checkpoints
+    os.makedirs(tmp_path / 'events' / 'tensorboard')  # started, no checkpoint yet
+    os.makedirs(tmp_path / 'empty')
+    states = {name: report.run_state(name, str(tmp_path / name)) for name in ('staged', 'events', 'empty', 'none')}
+    assert {name: s.status for name, s in states.items()} == {
+        'staged': 'running', 'events': 'running', 'empty': 'not run', 'none': 'not run'}
+
+    root = _ablation_root(tmp_path)  # a sweep copied elsewhere (say from gs://) is read where it now is
+    moved = str(tmp_path / 'copy')
+    shutil.copytree(root, moved)
+    shutil.rmtree(root)
+    _, _, states = report.collect(moved)
+    assert [s.status for s in states] == ['finished', 'finished', 'running', 'not run']
+    assert states[1].workdir == os.path.join(moved, 'lrn=False')
+
+
 def test_decimals_follow_the_paper():
     def sweep(*paper):
         return sweeps.Sweep('t', 's', (TOP1,), tuple(sweeps.Run(f'r{i}', {'x': i}, paper={} if p is None else
@@ -145,7 +163,7 @@ def test_no_finished_run_still_prints_the_table(tmp_path, capsys):
 def test_a_root_without_sweep_json_says_to_run_the_sweep(tmp_path, capsys):
     assert report.main([str(tmp_path / 'nowhere')]) == 2
     err = capsys.readouterr().err
-    assert 'has no sweep.json' in err and f'python -m launch.sweep --config=experiments/FILE.py' in err
+    assert 'has no sweep.json' in err and 'python -m launch.sweep --config=experiments/FILE.py' in err
     assert len(err.splitlines()) <= 4 and 'experiments/alexnet.py' in err  # lists the files with sweeps
 
     root = _ablation_root(tmp_path)  # A run's workdir given instead of the root: point at the root.
