@@ -213,7 +213,7 @@ def no_manifest_message(root: str) -> str:
     return '\n'.join(lines)
 
 
-def _figures(record: dict, sweep: sweeps.Sweep, dirs: Sequence[str], plot_tags: Sequence[str]):
+def figures(record: dict, sweep: sweeps.Sweep, dirs: Sequence[str], plot_tags: Sequence[str]):
     """[(file name, title, matplotlib Figure, notes)] of the declared figure and the --plot_tags one."""
     from launch import report_figure  # matplotlib and tensorboard: only when a figure is drawn.
 
@@ -239,15 +239,15 @@ def report(root: str, out: str | None = None, formats: Sequence[str] = FORMATS, 
     frame = table(sweep, states)
     out_dir = epath.Path(out or posixpath.join(root.rstrip('/'), 'report'))
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, figures = [], []
+    written, drawn = [], []
     if 'png' in formats and (sweep.figure is not None or plot_tags):
         from launch import report_figure
 
-        for name, title, fig, notes in _figures(record, sweep, [s.workdir for s in states], plot_tags):
+        for name, title, fig, notes in figures(record, sweep, [s.workdir for s in states], plot_tags):
             report_figure.save(fig, str(out_dir / name))
-            figures.append((name, title, notes))
+            drawn.append((name, title, notes))
             written.append(str(out_dir / name))
-    text = markdown(record, sweep, frame, figures)
+    text = markdown(record, sweep, frame, drawn)
     print(text, end='', file=stdout or sys.stdout)
     if 'md' in formats:
         (out_dir / f'{record["sweep"]}.md').write_text(text)
@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         report(args.root, args.out, args.format, args.plot_tags)
-    except (KeyError, TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+    except (KeyError, ValueError) as e:  # json.JSONDecodeError is a ValueError; a bad Sweep raises ValueError
         print(f'launch.report: {args.root}/{sweeps.MANIFEST} or a results.json there could not be read ({e!r}); '
               'rerunning `python -m launch.sweep` with the same flags rewrites the manifest', file=sys.stderr)
         return 2

@@ -170,6 +170,11 @@ def test_a_root_without_sweep_json_says_to_run_the_sweep(tmp_path, capsys):
     assert report.main([os.path.join(root, 'lrn=False')]) == 2
     assert f'its report is `python -m launch.report {root}`' in capsys.readouterr().err
 
+    with open(os.path.join(root, 'sweep.json'), 'w') as f:  # a damaged manifest: say so, no traceback
+        f.write('{"title": ')
+    assert report.main([root]) == 2
+    assert 'sweep.json or a results.json there could not be read' in capsys.readouterr().err
+
 
 def _curves(n: int = 5, offset: float = 0.0) -> dict:
     steps = np.arange(n) * 10
@@ -226,7 +231,7 @@ def test_report_reads_the_training_loops_tensorboard_events(tmp_path, capsys):
     resumed.close()
     _finish(workdirs[0], 20, top1=0.7206)
 
-    fig = report._figures(*report.collect(root)[:2], workdirs, ['train/top1'])
+    fig = report.figures(*report.collect(root)[:2], workdirs, ['train/top1'])
     (name, _, declared, notes), (curves_name, _, ad_hoc, _) = fig
     assert (name, curves_name) == ('table2.png', 'table2_curves.png')
     plain, resnet = declared.axes
