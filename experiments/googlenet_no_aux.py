@@ -1,6 +1,7 @@
 """GoogLeNet without its auxiliary classifiers: the ablation of sec. 5 ("the effect of the auxiliary networks is
 relatively minor (around 0.5%)"). Everything else is experiments/googlenet.py.
-Paper result: about 0.5% worse than with the auxiliary classifiers (sec. 5); no table entry.
+Paper result: about 0.5% worse than with the auxiliary classifiers (sec. 5); no table entry. Both nets as one
+sweep: experiments/googlenet.py get_sweeps()['aux'].
 
 Run:
   python -m convnets.main --config=experiments/googlenet_no_aux.py --workdir=/tmp/googlenet_no_aux
