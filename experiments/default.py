@@ -24,6 +24,8 @@ Schema
                            fields (classification: views, batch_keys, model_overrides; see `classification_eval`;
                            clip_svm, C3D's linear SVM on video descriptors: see `clip_svm_eval`).
   parallel                 'shard_map' (main path: jax.jit(jax.shard_map(...))) or 'pmap'.
+  resources.*              what one run asks of a cluster (`python -m launch.sweep --backend=slurm`): nodes,
+                           accelerators_per_node (GPUs; one process each), cpus_per_task, mem, time.
   stages, stage_configs    a multi-stage experiment (`convnets.train.stages`): stage names in run order, and per
                            stage a partial config merged into this one; 'stage:<name>[/<rest>]' values name an
                            earlier stage's workdir. () : an ordinary one-stage run.
@@ -122,6 +124,13 @@ def get_config() -> config_dict.ConfigDict:
     # Multi-stage experiments (convnets.train.stages): names in run order; per name, overrides of this config.
     c.stages = ()
     c.stage_configs = config_dict.ConfigDict()
+    # What one run asks of a SLURM cluster (launch/sweep.py); never read by training.
+    c.resources = config_dict.ConfigDict()
+    c.resources.nodes = 1
+    c.resources.accelerators_per_node = 8  # GPUs per node, one process (SLURM task) each
+    c.resources.cpus_per_task = 8  # per process: tf.data's decoding and augmentation
+    c.resources.mem = ''  # per node, as sbatch --mem takes it ('200G'); '' : the partition's default
+    c.resources.time = '72:00:00'  # wall-clock limit of one run (sbatch --time)
     # --mode=visualize (convnets.visualize.report): pictures drawn from the latest checkpoint.
     c.visualize = config_dict.ConfigDict()
     c.visualize.split = ''  # '' -> data.eval_split.
