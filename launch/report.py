@@ -219,15 +219,15 @@ def figures(record: dict, sweep: sweeps.Sweep, dirs: Sequence[str], plot_tags: S
 
     wanted = []
     if sweep.figure is not None:
-        wanted.append((f'{record["sweep"]}.png', sweep.figure))
+        wanted.append((f'{record["sweep"]}.png', sweep.figure, False))
     if plot_tags:
         wanted.append((f'{record["sweep"]}_curves.png', report_figure.ad_hoc_figure(
-            f'{sweep.title}: {", ".join(plot_tags)}', [r.label for r in sweep.runs], plot_tags)))
+            sweep.title, [r.label for r in sweep.runs], plot_tags), True))  # one panel per tag
     by_label = {run.label: workdir for run, workdir in zip(sweep.runs, dirs, strict=True)}
     drawn = []
-    for name, figure in wanted:
+    for name, figure, tag_per_panel in wanted:
         curves, notes = report_figure.gather(figure, by_label)
-        drawn.append((name, figure.title, report_figure.draw(figure, curves), notes))
+        drawn.append((name, figure.title, report_figure.draw(figure, curves, tag_per_panel), notes))
     return drawn
 
 

@@ -15,6 +15,7 @@ style per tag. Lines of 'train/' tags are thin and the others bold, as Fig. 4 of
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -28,7 +29,8 @@ EVENTS_DIR = 'tensorboard'  # <workdir>/tensorboard: where convnets.train.progre
 PANEL_INCHES = (5.0, 4.0)  # One panel's (width, height); at DPI the PNG is 500 x 400 pixels per panel.
 DPI = 100
 MAX_PANELS_PER_ROW = 3
-AD_HOC_STYLES = ('-', '--', ':', '-.')
+TITLE_CHARS_PER_PANEL = 50  # the figure title wraps at about this many characters per panel width
+FEW_POINTS = 20  # curves with fewer points get dots (a run logged once or twice would draw no visible line)
 
 Curve = tuple[np.ndarray, np.ndarray]  # (steps, values), sorted by step
 
@@ -65,46 +67,51 @@ def read_scalars(workdir: str, tags: Sequence[str]) -> dict[str, Curve] | None:
 
 
 def ad_hoc_figure(title: str, labels: Sequence[str], tags: Sequence[str]) -> sweeps.Figure:
-    """A one-panel figure of every run's `tags` as written (no error transform): `--plot_tags` of launch.report."""
-    return sweeps.Figure(title=title, panels=(('all runs', tuple(labels)),),
-                         tags=tuple((tag, AD_HOC_STYLES[i % len(AD_HOC_STYLES)]) for i, tag in enumerate(tags)),
-                         y_label='value', error=False, scale=1.0)
+    """One panel per tag (its values as written, no error transform), every run in each: `--plot_tags` of
+    launch.report. Draw it with `draw(..., tag_per_panel=True)`."""
+    return sweeps.Figure(title=title, panels=tuple((tag, tuple(labels)) for tag in tags),
+                         tags=tuple((tag, '-') for tag in tags), y_label='value', error=False, scale=1.0)
 
 
-def draw(figure: sweeps.Figure, curves: Mapping[str, Mapping[str, Curve]]) -> PlotFigure:
+def draw(figure: sweeps.Figure, curves: Mapping[str, Mapping[str, Curve]], tag_per_panel: bool = False
+         ) -> PlotFigure:
     """The matplotlib Figure of `figure` from `curves` ({run label: {tag: (steps, values)}}); runs absent from
-    `curves` are left out of their panels. Drawn without pyplot (no display, no global state)."""
+    `curves` are left out of their panels. Every panel draws every tag of the figure, or with `tag_per_panel` the
+    i-th panel the i-th tag. Drawn without pyplot (no display, no global state)."""
     labels = list(dict.fromkeys(label for _, rows in figure.panels for label in rows))
     colours = {label: f'C{i % 10}' for i, label in enumerate(labels)}
     n = len(figure.panels)
     cols = min(n, MAX_PANELS_PER_ROW)
     rows = math.ceil(n / cols)
     fig = PlotFigure(figsize=(PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows), dpi=DPI, layout='constrained')
-    fig.suptitle(figure.title)
+    fig.suptitle(textwrap.fill(figure.title, TITLE_CHARS_PER_PANEL * cols))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, (panel, panel_labels) in zip(axes, figure.panels, strict=False):
+    for i, (ax, (panel, panel_labels)) in enumerate(zip(axes, figure.panels, strict=False)):
+        tags = figure.tags[i:i + 1] if tag_per_panel else figure.tags
         ax.set_title(panel)
         ax.set_xlabel('iterations')
         ax.set_ylabel(figure.y_label)
         drawn = []
         for label in panel_labels:
-            for tag, style in figure.tags:
+            for tag, style in tags:
                 if tag not in curves.get(label, {}):
                     continue
                 steps, values = curves[label][tag]
                 y = (1.0 - values) * figure.scale if figure.error else values * figure.scale
                 ax.plot(steps, y, linestyle=style, color=colours[label],
-                        linewidth=1.0 if tag.startswith('train/') else 2.0)
+                        linewidth=1.0 if tag.startswith('train/') else 2.0,
+                        marker='.' if len(steps) < FEW_POINTS else None)  # a point or two: visible as dots
                 if label not in drawn:
                     drawn.append(label)
         # Legend: colour = run, style = tag (proxy handles: they are not lines of the axes).
         handles = [Line2D([], [], color=colours[label], label=label) for label in drawn]
-        handles += [Line2D([], [], color='black', linestyle=style, label=tag,
-                           linewidth=1.0 if tag.startswith('train/') else 2.0) for tag, style in figure.tags]
+        if len(tags) > 1:
+            handles += [Line2D([], [], color='black', linestyle=style, label=tag,
+                               linewidth=1.0 if tag.startswith('train/') else 2.0) for tag, style in tags]
         if drawn:
             ax.legend(handles=handles, fontsize='small')
         else:
-            ax.text(0.5, 0.5, 'no events yet', transform=ax.transAxes, ha='center', va='center')
+            ax.text(0.5, 0.5, 'nothing logged yet', transform=ax.transAxes, ha='center', va='center')
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig

@@ -204,13 +204,25 @@ def test_figure_panels_lines_and_png_size(tmp_path):
     assert head[:8] == b'\x89PNG\r\n\x1a\n' and struct.unpack('>II', head[16:24]) == (1000, 400)  # 2 x 500x400
 
 
+def test_plot_tags_draw_one_panel_per_tag():
+    figure = report_figure.ad_hoc_figure('t', ['a', 'b', 'c'], ['train/loss', 'eval/top1'])
+    one_point = (np.array([60]), np.array([0.1]))
+    curves = {'a': _curves(30) | {'train/loss': _curves(30)['train/top1']}, 'b': {'eval/top1': one_point}}
+    fig = report_figure.draw(figure, curves, tag_per_panel=True)
+    loss, top1 = fig.axes
+    assert (loss.get_title(), top1.get_title()) == ('train/loss', 'eval/top1')
+    assert len(loss.lines) == 1 and len(top1.lines) == 1  # 'a' has no eval/top1, 'b' no train/loss
+    np.testing.assert_allclose(loss.lines[0].get_ydata(), curves['a']['train/loss'][1])  # as written
+    assert loss.lines[0].get_marker() in ('None', None) and top1.lines[0].get_marker() == '.'  # one point: a dot
+
+
 def test_runs_without_events_are_noted(tmp_path):
     figure = _resnet_sweep().figure
     workdirs = {label: str(tmp_path / label) for _, labels in figure.panels for label in labels}
     curves, notes = report_figure.gather(figure, workdirs)
     assert curves == {} and len(notes) == 4 and all('no TensorBoard events' in n for n in notes)
     fig = report_figure.draw(figure, curves)
-    assert all(len(ax.lines) == 0 and ax.texts[0].get_text() == 'no events yet' for ax in fig.axes)
+    assert all(len(ax.lines) == 0 and ax.texts[0].get_text() == 'nothing logged yet' for ax in fig.axes)
 
 
 @pytest.mark.slow
