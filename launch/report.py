@@ -6,7 +6,9 @@ as Markdown (printed, and written) and CSV, and its figure from the runs' Tensor
 ROOT is the --workdir of `python -m launch.sweep`, which wrote ROOT/sweep.json (convnets.sweeps.manifest): the
 sweep's title, source, columns, rows with the paper's numbers, and each row's workdir. Files go to DIR (default
 ROOT/report): <sweep>.md, <sweep>.csv and, where the sweep declares a figure, <sweep>.png; `--plot_tags` also draws
-those tags of every run into <sweep>_curves.png (for sweeps without a declared figure).
+those TensorBoard tags of every run (one panel per tag, values as logged) into <sweep>_curves.png, for any sweep.
+Tags the loop writes: train/loss, train/top1, train/lr, ..., and <results key>/<metric> per evaluation
+(eval_periodic/top1 during training, eval/top1 at the end).
 
 The table has one row per run, in the sweep's order, and for each column our number beside the paper's:
   number     from the run's results.json (Column: error = 1 - value, x scale), rounded to as many decimals as the
@@ -214,7 +216,8 @@ def no_manifest_message(root: str) -> str:
 
 
 def figures(record: dict, sweep: sweeps.Sweep, dirs: Sequence[str], plot_tags: Sequence[str]):
-    """[(file name, title, matplotlib Figure, notes)] of the declared figure and the --plot_tags one."""
+    """[(file name, title, matplotlib Figure, notes)] of the declared figure and the --plot_tags one, read from the
+    runs' workdirs `dirs` (in row order)."""
     from launch import report_figure  # matplotlib and tensorboard: only when a figure is drawn.
 
     wanted = []
