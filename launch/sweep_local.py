@@ -80,13 +80,13 @@ def launch(args: argparse.Namespace, root: str, todo: Sequence, extra: Sequence[
     stop: list[int] = []  # The signal that stopped the sweep, once one came.
 
     def on_signal(signum, _frame) -> None:
+        live = [r for r in running if r.proc.poll() is None]
         if not stop:
-            print(f'\n{signal.Signals(signum).name}: stopping {len(running)} running run(s) (each saves a '
+            print(f'\n{signal.Signals(signum).name}: stopping {len(live)} running run(s) (each saves a '
                   'checkpoint first); rerun the same command to resume', file=sys.stderr, flush=True)
         stop.append(signum)
-        for r in running:
-            if r.proc.poll() is None:
-                r.proc.send_signal(signal.SIGTERM)
+        for r in live:
+            r.proc.send_signal(signal.SIGTERM)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -99,7 +99,7 @@ def launch(args: argparse.Namespace, root: str, todo: Sequence, extra: Sequence[
                 done += 1
                 seconds = time.monotonic() - r.started
                 finished = os.path.exists(os.path.join(r.workdir, sweeps.RESULTS))
-                if r.proc.returncode == 0 and finished:
+                if finished:  # results.json is written last: a signal during the teardown changes nothing.
                     print(f'[{done}/{len(todo)}] {r.label}: finished in {seconds:.0f} s', flush=True)
                 elif r.proc.returncode == 0 or stop:
                     print(f'[{done}/{len(todo)}] {r.label}: stopped after {seconds:.0f} s, not finished '

@@ -54,6 +54,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+from etils import epath
 from ml_collections import ConfigDict, FieldReference
 
 from convnets import tasks
@@ -235,7 +236,7 @@ def run(config: ConfigDict, workdir: str, *, devices: Sequence[jax.Device] | Non
     """Trains every stage of `config` in order in `<workdir>/<stage>` (finished stages kept, an unfinished one
     resumed) and writes `<workdir>/results.json`. Returns those results, or None if a stage was preempted."""
     per_stage = configs(config, workdir)  # Every stage checked before anything trains.
-    if os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    if (epath.Path(workdir) / 'checkpoints').is_dir():  # epath: also on gs://
         raise ValueError(f'{workdir} holds the checkpoints of a one-stage run; a staged run keeps each stage in '
                          f'<workdir>/<stage>: use another --workdir.')
     with WorkdirLock(workdir):

@@ -5,6 +5,9 @@ that did not finish"). The lock is a POSIX `flock`, which the operating system r
 exits in any way (SIGKILL included), so a dead run never leaves a stale lock behind; the file itself stays and
 records who held it last. On multi-host runs only process 0 takes it: the other processes share its fate through
 jax.distributed.
+
+A remote workdir (gs://, any URL-like path) has no flock: there the lock is skipped with a warning, and keeping one
+run per workdir is the launcher's job (launch/sweep.py gives every run its own workdir).
 """
 
 from __future__ import annotations
@@ -16,9 +19,15 @@ import socket
 import time
 
 import jax
+from absl import logging
 from etils import epath
 
 LOCK_FILE = '.lock'
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether `path` is a URL-like path of a remote file system (gs://bucket/dir, s3://...), not a local one."""
+    return '://' in os.fspath(path)
 
 
 class WorkdirBusyError(RuntimeError):
@@ -41,6 +50,10 @@ class WorkdirLock:
 
     def acquire(self) -> None:
         if jax.process_index() != 0:
+            return
+        if is_remote(self.path):
+            logging.warning('%s is on a remote file system, which has no file locks: nothing stops a second run '
+                            'from using this workdir at the same time.', self.path.parent)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(os.fspath(self.path), os.O_RDWR | os.O_CREAT, 0o644)
