@@ -8,6 +8,7 @@ Blocks place a downsampling stride on the first 1x1 conv as the paper does (v1);
 --config.model.stride_on=3x3 (bottleneck nets only).
 Paper result (ILSVRC-2012 val): 28.54% top-1 error (Table 2, 10-crop), worse than plain-18; ResNet-34 25.03%.
 
+Table 2 and Fig. 4 (plain vs ResNet, 18 / 34 layers) are a sweep of experiments/resnet34.py (get_sweeps).
 Run:
   python -m convnets.main --config=experiments/plain34.py --workdir=/tmp/plain34
 Hardware/time: as resnet34. Tiny CPU smoke run: see experiments/imagenet.py, with

@@ -8,6 +8,7 @@ Blocks place a downsampling stride on the first 1x1 conv as the paper does (v1);
 --config.model.stride_on=3x3 (bottleneck nets only).
 Paper result (ILSVRC-2012 val): 21.43% top-1 error (10-crop, Table 3).
 
+Table 3 (shortcut options, 34 to 152 layers) is a sweep of experiments/resnet34.py (get_sweeps).
 Run:
   python -m convnets.main --config=experiments/resnet152.py --workdir=/tmp/resnet152
 Hardware/time: about 4 days on 8 modern GPUs. Tiny CPU smoke run: see experiments/imagenet.py, with

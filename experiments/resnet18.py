@@ -8,6 +8,7 @@ Blocks place a downsampling stride on the first 1x1 conv as the paper does (v1);
 --config.model.stride_on=3x3 (bottleneck nets only).
 Paper result (ILSVRC-2012 val): 27.88% top-1 error (10-crop).
 
+Table 2 and Fig. 4 (plain vs ResNet, 18 / 34 layers) are a sweep of experiments/resnet34.py (get_sweeps).
 Run:
   python -m convnets.main --config=experiments/resnet18.py --workdir=/tmp/resnet18
 Hardware/time: about 1 day on 8 modern GPUs. Tiny CPU smoke run: see experiments/imagenet.py, with

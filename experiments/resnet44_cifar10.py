@@ -3,6 +3,7 @@
 Reproduces: the paper's CIFAR-10 network and recipe (experiments/resnet_cifar10.py).
 Paper result (CIFAR-10 test, Table 6): 7.17% error.
 
+Table 6 and Fig. 6 (20 to 1202 layers, plain nets) are a sweep of experiments/resnet20_cifar10.py (get_sweeps).
 Run (CIFAR-10 downloads through TFDS on first use):
   python -m convnets.main --config=experiments/resnet44_cifar10.py --workdir=/tmp/resnet44_cifar10
 Hardware/time: about 2 hours on one modern GPU.

@@ -8,6 +8,7 @@ Blocks place a downsampling stride on the first 1x1 conv as the paper does (v1);
 --config.model.stride_on=3x3 (bottleneck nets only).
 Paper result (ILSVRC-2012 val): 22.85% top-1 error (10-crop, Table 3).
 
+Table 3 (shortcut options, 34 to 152 layers) is a sweep of experiments/resnet34.py (get_sweeps).
 Run:
   python -m convnets.main --config=experiments/resnet50.py --workdir=/tmp/resnet50
 Hardware/time: about 2 days on 8 modern GPUs. Tiny CPU smoke run: see experiments/imagenet.py, with

@@ -5,6 +5,7 @@ experiments/vgg.py (SGD batch 256, momentum 0.9,
 weight decay 5e-4, lr 0.01 /10 on plateau, 370K iterations, random 224 crops, flips, RGB colour shift).
 Paper result (ILSVRC-2012 val): Table 3, S = 256, Q = 256 (single scale, dense): 29.6% top-1 / 10.4% top-5 error.
 
+The paper's Tables 3-5 (all configurations) are sweeps of experiments/vgg16.py (get_sweeps).
 Run:
   python -m convnets.main --config=experiments/vgg11.py --workdir=/tmp/vgg11
 Hardware/time: 2-3 weeks on 4 Titan Black GPUs per net in the paper; about 2 days on 8 modern GPUs. Tiny CPU smoke

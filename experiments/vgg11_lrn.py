@@ -6,6 +6,7 @@ experiments/vgg.py (SGD batch 256, momentum 0.9,
 weight decay 5e-4, lr 0.01 /10 on plateau, 370K iterations, random 224 crops, flips, RGB colour shift).
 Paper result (ILSVRC-2012 val): Table 3, S = 256, Q = 256: 29.7% top-1 / 10.5% top-5 error (no better than A).
 
+The paper's Tables 3-5 (all configurations) are sweeps of experiments/vgg16.py (get_sweeps).
 Run:
   python -m convnets.main --config=experiments/vgg11_lrn.py --workdir=/tmp/vgg11_lrn
 Hardware/time: as vgg11. Tiny CPU smoke run (small images; the dense head adapts): see experiments/imagenet.py, with

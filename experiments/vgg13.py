@@ -5,6 +5,7 @@ experiments/vgg.py (SGD batch 256, momentum 0.9,
 weight decay 5e-4, lr 0.01 /10 on plateau, 370K iterations, random 224 crops, flips, RGB colour shift).
 Paper result (ILSVRC-2012 val): Table 3, S = 256, Q = 256: 28.7% top-1 / 9.9% top-5 error.
 
+The paper's Tables 3-5 (all configurations) are sweeps of experiments/vgg16.py (get_sweeps).
 Run:
   python -m convnets.main --config=experiments/vgg13.py --workdir=/tmp/vgg13
 Hardware/time: as vgg11, ~1.3x longer. Tiny CPU smoke run (small images; the dense head adapts): see

@@ -6,6 +6,7 @@ weight decay 5e-4, lr 0.01 /10 on plateau, 370K iterations, random 224 crops, fl
 Paper result (ILSVRC-2012 val): Table 4, multi-scale (train S in [256, 512], test Q in {256, 384, 512}): 26.3% top-1
 / 8.2% top-5 error.
 
+The paper's Tables 3-5 (all configurations) are sweeps of experiments/vgg16.py (get_sweeps).
 Run:
   python -m convnets.main --config=experiments/vgg16_c.py --workdir=/tmp/vgg16_c
 Hardware/time: about 3 days on 8 modern GPUs. Tiny CPU smoke run (small images; the dense head adapts): see
