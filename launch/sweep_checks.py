@@ -35,6 +35,7 @@ GENERATED_DATASETS = ('convnets_digits', 'convnets_digit_scenes', 'convnets_movi
 class Problems:
     """(run label, what is wrong) pairs, in the order found."""
     items: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    labels: list[str] = dataclasses.field(default_factory=list)  # Every run checked.
 
     def add(self, label: str, message: str) -> None:
         self.items.append((label, message.strip()))
@@ -52,7 +53,8 @@ class Problems:
                  '(--skip_validation launches anyway):']
         for message, labels in grouped.items():
             first, *rest = message.splitlines()
-            lines.append(f'  [{", ".join(labels)}] {first}')
+            named = f'all {len(labels)} runs' if len(labels) > 2 and labels == self.labels else ', '.join(labels)
+            lines.append(f'  [{named}] {first}')
             lines.extend(f'      {line}' for line in rest)
         return '\n'.join(lines)
 
@@ -128,15 +130,18 @@ def build_problem(config: ConfigDict) -> str | None:
         nets = task.build_nets(config)
         # The state's structure does not depend on the schedule's length: any step counts do.
         optimizers = task.make_optimizers(config, steps_per_epoch=1, total_steps=1)
-        spec = traced_batch_spec(config.data)
+        try:
+            spec = traced_batch_spec(config.data)
+        except Exception as e:  # The input shapes: a preprocessing op's own check (e.g. a missing cache).
+            return f'input: {type(e).__name__}: {e}'.splitlines()[0][:600]
         jax.eval_shape(lambda: task.init_state(config, nets, optimizers, spec))
         for name, ev in config.evals.items():  # Networks an evaluation changes (VGG's dense evaluation).
             overrides = ev.get('model_overrides')
-            if overrides is not None and overrides.to_dict() and 'image' in spec:
+            if overrides is not None and overrides.to_dict() and 'image' in spec and config.task == 'classification':
                 model = nets[ev.net].clone(**overrides.to_dict())
                 x = jax.ShapeDtypeStruct((1, *spec['image'].shape), spec['image'].dtype)
                 try:
-                    jax.eval_shape(lambda m=model, x=x: m.init(jax.random.key(0), x, train=False))
+                    jax.eval_shape(lambda x, m=model: m.init(jax.random.key(0), x, train=False), x)
                 except Exception as e:
                     raise ValueError(f'evals.{name}.model_overrides: {type(e).__name__}: {e}') from e
     except Exception as e:  # Any failure to build is what this check reports.
@@ -195,7 +200,7 @@ def check_runs(config_path: str, runs: Sequence[sweeps.Run], extra: Sequence[str
     """Every check of the module docstring for every run; `devices_of(label, config)` is the target's device count
     for that run (None: not checked); `check_data(config)`: whether its data can be checked from here (a TPU VM's
     local data_dir cannot). Returns the problems and the parsed config of each run, by label."""
-    problems, configs = Problems(), {}
+    problems, configs = Problems(labels=[run.label for run in runs]), {}
     checked_data: dict[str, str | None] = {}
     checked_builds: dict[str, str | None] = {}
     for run in runs:
