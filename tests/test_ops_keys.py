@@ -45,7 +45,8 @@ def test_value_ops_on_views_and_keep():
 
 
 def test_producers_and_missing_key_errors():
-    assert ops.producers("crops") == ["five_crop", "flip_views", "googlenet_crops", "ten_crop", "video_clips"]
+    assert ops.producers("crops") == [
+        "five_crop", "flip_views", "googlenet_crops", "grid_crops", "ten_crop", "video_clips"]
     assert ops.producers("box_mask") == ["pad_boxes"]
     assert ops.producers("boxes") == ["objects_to_boxes"]
     assert ops.producers("label") == []
