@@ -21,6 +21,7 @@ from experiments import default, imagenet
 # Table 1's configurations as the model registry names them.
 MODELS = {'A': 'vgg11', 'A-LRN': 'vgg11_lrn', 'B': 'vgg13', 'C': 'vgg16_c', 'D': 'vgg16', 'E': 'vgg19'}
 JITTER = (256, 512)  # Sec. 3.1: S sampled per image from [S_min, S_max] = [256, 512].
+JITTER_TEST_SCALES = (256, 384, 512)  # Sec. 4.2: Q = {S_min, (S_min + S_max) / 2, S_max} for the jittered nets.
 
 
 def train_spec(s_min: int, s_max: int | None = None) -> str:
@@ -118,7 +119,7 @@ def _scale_sweep(title: str, table: str, rows, notes: str) -> sweeps.Sweep:
 
 
 def _evaluation(method: str) -> dict:
-    qs = JITTER[:1] + (384,) + JITTER[1:]  # Q in {256, 384, 512}
+    qs = JITTER_TEST_SCALES
     if method == 'dense':
         return {'evals.test.views': dense_views(qs)}
     views = multi_crop_views(qs) if method == 'multi-crop' else dense_crop_views(qs) + multi_crop_views(qs)
