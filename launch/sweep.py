@@ -19,8 +19,9 @@ Back ends
            failed, with the failed runs and their logs listed. --devices_per_run=N simulates N CPU devices per run.
   slurm    writes ROOT/slurm/<sweep>[_<k>].sbatch (a job array, one array task per unfinished run; runs that ask for
            different resources go to separate arrays) and submits it with sbatch. Resources come from each run's
-           config (config.resources: nodes, accelerators_per_node, cpus_per_task, mem, time); --partition,
-           --account, --time and --slurm_option add to or override them. See launch/sweep_slurm.py.
+           config (config.resources: nodes, accelerators_per_node, cpus_per_task, mem, time; `--
+           --config.resources.nodes=4` changes them for every run); --partition, --account, --time and
+           --slurm_option add to or override them. See launch/sweep_slurm.py.
   tpu_vm   prints (with --execute: runs) the gcloud commands that set up the TPU VM(s) and run each run on every
            worker with --distributed; ROOT must be gs:// on a multi-host TPU. See launch/sweep_tpu.py.
 

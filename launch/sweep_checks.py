@@ -200,6 +200,10 @@ def check_runs(config_path: str, runs: Sequence[sweeps.Run], extra: Sequence[str
     """Every check of the module docstring for every run; `devices_of(label, config)` is the target's device count
     for that run (None: not checked); `check_data(config)`: whether its data can be checked from here (a TPU VM's
     local data_dir cannot). Returns the problems and the parsed config of each run, by label."""
+    import jax
+
+    # Shapes only: on CPU, so that the launcher never takes accelerator memory from the runs it starts.
+    jax.config.update('jax_platforms', 'cpu')
     problems, configs = Problems(labels=[run.label for run in runs]), {}
     checked_data: dict[str, str | None] = {}
     checked_builds: dict[str, str | None] = {}

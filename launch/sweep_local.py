@@ -23,16 +23,17 @@ from ml_collections import ConfigDict
 from convnets import sweeps
 
 EXTRA_FLAGS: tuple[str, ...] = ()
+PROGRAM = ('-m', 'convnets.main')  # What each run is, after `python` (tests put a stand-in here).
 POLL_S = 0.2
 
 
 def devices_of(args: argparse.Namespace) -> Callable[[str, ConfigDict], int]:
-    """Each run sees --devices_per_run simulated devices, or this machine's devices."""
-    if args.devices_per_run:
-        count = args.devices_per_run
-    else:
-        import jax
-        count = jax.device_count()
+    """Each run sees --devices_per_run simulated devices, or this machine's devices: counted by a child process
+    with the runs' environment, so that the launcher itself never opens the accelerators (JAX would reserve most
+    of their memory for as long as the sweep runs)."""
+    count = args.devices_per_run or int(subprocess.run(
+        [sys.executable, '-c', 'import jax; print(jax.device_count())'], env=run_env(0), capture_output=True,
+        text=True, check=True).stdout.split()[-1])
     return lambda label, config: count
 
 
@@ -63,7 +64,7 @@ class _Running:
 def _start(p, root: str, env: dict[str, str]) -> _Running:
     log = os.path.join(root, f'{p.name}.log')
     os.makedirs(root, exist_ok=True)
-    command = [sys.executable, '-m', 'convnets.main', *p.args]
+    command = [sys.executable, *PROGRAM, *p.args]
     with open(log, 'a') as f:
         f.write(f'==== launch.sweep, {time.strftime("%Y-%m-%d %H:%M:%S")}: {" ".join(command)}\n')
         f.flush()

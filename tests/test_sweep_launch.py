@@ -93,6 +93,31 @@ def test_bad_sweep_name_and_bad_row_are_short_errors(monkeypatch, capsys, tmp_pa
     assert status == 2 and "--only: no row 'lr 0.03' in this sweep" in err and 'Traceback' not in err
 
 
+def test_local_back_end_lists_failed_runs_and_their_logs(monkeypatch, capsys, tmp_path, experiment):
+    from launch import sweep_local
+
+    child = tmp_path / 'child.py'  # A stand-in for convnets.main: fails for one learning rate, else 'finishes'.
+    child.write_text(textwrap.dedent('''
+        import os, sys
+        workdir = sys.argv[-1].split('=', 1)[1]
+        if '--config.optimizer.learning_rate=0.02' in sys.argv:
+            print('diverged', flush=True)
+            sys.exit(3)
+        os.makedirs(workdir, exist_ok=True)
+        open(os.path.join(workdir, 'results.json'), 'w').write('{}')
+    '''))
+    monkeypatch.setattr(sweep_local, 'PROGRAM', (str(child),))
+    monkeypatch.setattr(sweep_local, 'POLL_S', 0.02)
+    root = tmp_path / 'root'
+    status, out, err = _main(monkeypatch, capsys, f'--config={experiment}', '--sweep=lr', f'--workdir={root}',
+                             '--only=lr 0.01,lr 0.02', '--parallel=2', '--skip_validation')
+    assert status == 1
+    assert 'lr 0.01: finished in' in out and 'lr 0.02: FAILED (exit code 3)' in out
+    assert err.splitlines()[-2:] == ['1 run(s) failed:', f'  lr 0.02 (exit code 3): {root}/{NAMES[1]}.log']
+    assert (root / f'{NAMES[1]}.log').read_text().splitlines()[-1] == 'diverged'
+    assert json.loads((root / 'sweep.json').read_text())['sweep'] == 'lr'
+
+
 def _fake(path, body: str) -> None:
     path.write_text('#!/bin/sh\n' + body)
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
