@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from convnets.data import ops
-from tests.op_testing import SEED, _apply, _coords, _dynamic, _eager, _image
+from tests.op_testing import SEED, _coords, _dynamic, _eager, _image
 
 
 def _reference(image: np.ndarray, size: int, n: int) -> np.ndarray:
@@ -28,14 +28,14 @@ def test_grid_crops_matches_numpy_on_any_aspect_ratio():
         assert out.shape == (2 * n * n, size, size, 2)
         np.testing.assert_array_equal(out, _reference(image, size, n))
     # Row-major grid from the top-left to the bottom-right corner; view n^2 + i mirrors view i.
-    out = _apply(ops.parse("grid_crops(4)"), _coords(7, 12), key="crops")  # eager, in tf.data static and dynamic
+    out = _eager(ops.parse("grid_crops(4)"), _coords(7, 12), key="crops")
     assert out[0, 0, 0].tolist() == [0, 0] and out[4, 0, 0].tolist() == [0, 8] and out[24, -1, -1].tolist() == [6, 11]
     assert out[12, 0, 0].tolist() == [1, 4]  # the centre: (7 - 4) * 2 // 4 = 1, (12 - 4) * 2 // 4 = 4
     np.testing.assert_array_equal(out[25 + 7], out[7][:, ::-1])
 
 
-def test_grid_crops_batches_over_images_of_different_sizes_and_refuses_small_ones():
-    images = [_image(9, 13, 3, seed=1), _image(13, 9, 3, seed=2)]
+def test_grid_crops_in_tf_data_batches_images_of_different_sizes_and_refuses_small_ones():
+    images = [_image(9, 13, 3, seed=1), _image(13, 9, 3, seed=2)]  # tf.data: image heights and widths unknown
     ds = _dynamic(images).map(ops.parse("grid_crops(6)|keep('crops', 'label')")).batch(2)
     assert ds.element_spec["crops"].shape.as_list() == [None, 50, 6, 6, 3]
     batch = next(iter(ds))["crops"].numpy()
