@@ -104,6 +104,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                      "to the home directory; default convnets)")
     tpu.add_argument('--execute', action='store_true', help='run the printed gcloud commands as well')
     args = p.parse_args(own)
+    args.argv = argv  # As given: the SLURM scripts record the command that wrote them.
     if args.parallel < 1:
         p.error(f'--parallel={args.parallel}: give at least 1')
     if args.devices_per_run < 0:

@@ -117,8 +117,7 @@ def write_scripts(args: argparse.Namespace, root: str, todo: Sequence, extra: Se
         groups.setdefault(resources(config, args), []).append(p)
     stem = re.sub(r'\W+', '_', f'{os.path.basename(sweeps.config_file(args.config)).removesuffix(".py")}_'
                                f'{args.sweep}')
-    command = shlex.join(['python', '-m', 'launch.sweep', f'--config={args.config}', f'--sweep={args.sweep}',
-                          f'--workdir={root}', '--backend=slurm', *(['--', *extra] if extra else [])])
+    command = shlex.join(['python', '-m', 'launch.sweep', *args.argv])
     os.makedirs(f'{root}/slurm/logs', exist_ok=True)
     paths = []
     for k, (res, runs) in enumerate(groups.items()):

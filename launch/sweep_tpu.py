@@ -112,11 +112,21 @@ def setup_commands(args: argparse.Namespace, name: str) -> list[list[str]]:
 def manifest_command(args: argparse.Namespace, name: str, root: str, extra: Sequence[str]) -> list[str]:
     argv = ['python', '-m', 'launch.sweep', f'--config={args.config}', f'--sweep={args.sweep}', f'--workdir={root}',
             '--manifest_only', '--no_status', *(['--', *extra] if extra else [])]
-    return ssh(args, name, f'cd {shlex.quote(args.repo_dir)} && {shlex.join(argv)}', worker='0')
+    return ssh(args, name, f'cd {shlex.quote(args.repo_dir)} && {_inner_join(argv)}', worker='0')
+
+
+def _inner_join(argv: Sequence[str]) -> str:
+    """A shell line for inside --command='...': arguments that need quoting get double quotes where they can, so
+    that the outer single quotes stay readable."""
+    def quote(a: str) -> str:
+        if shlex.quote(a) == a or any(c in a for c in '"$`\\!'):
+            return shlex.quote(a)
+        return f'"{a}"'
+    return ' '.join(quote(a) for a in argv)
 
 
 def run_command(args: argparse.Namespace, name: str, p) -> list[str]:
-    main = shlex.join(['python', '-m', 'convnets.main', *p.args, *EXTRA_FLAGS])
+    main = _inner_join(['python', '-m', 'convnets.main', *p.args, *EXTRA_FLAGS])
     return ssh(args, name, f'cd {shlex.quote(args.repo_dir)} && {main}')
 
 
