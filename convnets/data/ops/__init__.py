@@ -13,7 +13,7 @@ Conventions:
 * An op factory ``op(*args, **kwargs)`` returns ``fn(features, seed) -> features``.
   ``features`` is a dict of tensors for ONE example. An op reads and writes the feature named by its
   keyword argument ``key`` (default ``'image'``), or reads ``inkey`` and writes ``outkey`` where they
-  differ: the multi-view ops (``five_crop``, ``ten_crop``, ``flip_views``, ``googlenet_crops``) read
+  differ: the multi-view ops (``five_crop``, ``ten_crop``, ``flip_views``, ``googlenet_crops``, ``grid_crops``) read
   'image' and write their stacked views ``[V, h, w, C]`` to ``'crops'``. Every other key is passed on
   untouched, except the boxes that geometric ops transform along with the pixels (``boxes``, ``proposals``).
   ``keep(*keys)`` drops all other features, ``rename(old, new)`` moves one.
