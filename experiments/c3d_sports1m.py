@@ -46,6 +46,7 @@ def get_config():
     video.video_eval(c, video.c3d_video_spec(video.C3D_SPORTS1M_TEST_CLIPS))
     c.batch_size = 30
     c.eval_batch_size = 30
+    c.resources.accelerators_per_node = 2  # 30 clips per mini-batch: 15 per GPU
     c.num_train_steps = 1_900_000
     c.optimizer.learning_rate = 0.003
     c.optimizer.momentum = 0.9

@@ -59,6 +59,7 @@ def get_config(variant: str = ''):
     video.video_eval(c, video.c3d_video_spec(video.UCF101_MAX_CLIPS, video.C3D_FEATURE_STRIDE))
     c.batch_size = 30
     c.eval_batch_size = 30
+    c.resources.accelerators_per_node = 2  # 30 clips per mini-batch: 15 per GPU
     c.num_epochs = float(PAPER_EPOCHS * CLIPS_PER_VIDEO)
     c.optimizer.learning_rate = 0.003
     c.optimizer.momentum = 0.9

@@ -40,6 +40,7 @@ def get_config():
     c.num_train_steps = 1
     c.batch_size = 2
     c.eval_batch_size = 2  # videos per batch: each holds 32 clips
+    c.resources.accelerators_per_node = 2
     c.checkpoint_every = ''
     c.evals = config_dict.ConfigDict()
     c.evals.svm = default.clip_svm_eval(results_key='eval', feature='fc6', svm_c=1.0)

@@ -134,6 +134,7 @@ def detection_eval(*, every: str = '', results_key: str = 'eval', method: str = 
 def get_config() -> config_dict.ConfigDict:
     c = default.get_config()
     c.task = 'detection'
+    c.resources.accelerators_per_node = 1  # one or two images per mini-batch: the authors' one GPU
     c.model.name = 'fast_rcnn_vgg16'
     c.model.num_classes = 20
     c.data.batch_keys = ('image', 'boxes', 'box_classes', 'box_difficult', 'box_mask', 'image_size')

@@ -167,6 +167,7 @@ def base_config() -> config_dict.ConfigDict:
 
     c = default.get_config()
     c.task = 'gan'
+    c.resources.accelerators_per_node = 1  # small networks, batches of 100 or 128: one GPU
     c.generator = config_dict.ConfigDict({'name': 'dcgan_generator'})
     c.discriminator = config_dict.ConfigDict({'name': 'dcgan_discriminator'})
     c.data.batch_keys = ('image',)  # a GAN trains on images alone; evaluators that need labels read their own
