@@ -24,6 +24,8 @@ results.json: 'eval_clip' (clip accuracy: the central 16 frames of each test vid
 Run:
   python -m convnets.main --config=experiments/c3d_ucf101.py --workdir=/tmp/c3d_ucf101_depth3
   python -m convnets.main --config=experiments/c3d_ucf101.py:depth1 --workdir=/tmp/c3d_ucf101_depth1
+Fig. 2 as a sweep (all six settings; the table: `python -m launch.report /tmp/c3d_depth`):
+  python -m launch.sweep --config=experiments/c3d_ucf101.py --sweep=depth --workdir=/tmp/c3d_depth
 UCF101 comes through TFDS (ucf101/ucf101_1: a 6.5 GB download, and ffmpeg on PATH to decode the videos;
 convnets/data/ucf101.py says what to place where on an offline machine). Hardware/time: not run here (no GPU).
 """

@@ -35,8 +35,8 @@ with the ImageNet weights and the proposals given by
   --config.init_from=/tmp/vgg16_in --config.data.proposals_dir=/tmp/voc_proposals
 (--from_mat=selective_search_data/voc_2007_trainval.mat converts the authors' proposals instead of recomputing them.)
 Hardware/time: 9.5 h of training on one K40 in the paper (Table 4); not run here.
-Sweeps (python -m launch.sweep --config=experiments/fast_rcnn_vgg16_voc07.py --sweep=NAME --workdir=ROOT):
-'table5' (layers fine-tuned), 'table8' (softmax vs SVMs).
+Sweeps 'table5' (layers fine-tuned) and 'table8' (softmax vs SVMs); the table: `python -m launch.report ROOT`:
+  python -m launch.sweep --config=experiments/fast_rcnn_vgg16_voc07.py --sweep=table5 --workdir=/tmp/frcn_table5
 """
 
 from convnets import sweeps

@@ -39,8 +39,9 @@ first):
 with the ImageNet weights given by --config.init_from=/tmp/vgg16_in.
 Proposal recall (Fig. 4) of a trained run: add an evaluator entry of experiments/detection.py
 `proposal_recall_eval` or read <workdir>/rpn2/proposals (4-step). Hardware/time: not run here (no VOC, no GPU).
-Sweeps (python -m launch.sweep --config=experiments/faster_rcnn_vgg16_voc07.py --sweep=NAME --workdir=ROOT, then
-python -m launch.report ROOT): 'anchors' (Table 8), 'lambda' (Table 9), 'scheme' (joint vs 4-step).
+Sweeps: 'anchors' (Table 8), 'lambda' (Table 9), 'scheme' (joint vs 4-step training); each table from
+`python -m launch.report ROOT` once its runs finish:
+  python -m launch.sweep --config=experiments/faster_rcnn_vgg16_voc07.py --sweep=anchors --workdir=/tmp/frcnn_anchors
 """
 
 from convnets import sweeps

@@ -23,8 +23,8 @@ Run (VOC placed by hand as in experiments/faster_rcnn_vgg16_voc07.py; a ZF Net t
 with the ImageNet weights given by --config.init_from=/tmp/zfnet (and, for :selective_search, the cache of
 `python -m convnets.data.make_proposals` given by --config.data.proposals_dir=/tmp/voc_proposals).
 Hardware/time: not run here (no VOC, no ImageNet, no GPU).
-Sweep (python -m launch.sweep --config=experiments/faster_rcnn_zf_voc07.py --sweep=table2 --workdir=ROOT):
-Table 2's training rows.
+Sweep 'table2' (Table 2's training rows; the table: `python -m launch.report ROOT`):
+  python -m launch.sweep --config=experiments/faster_rcnn_zf_voc07.py --sweep=table2 --workdir=/tmp/frcnn_zf_table2
 """
 
 from convnets import sweeps

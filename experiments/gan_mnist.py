@@ -22,8 +22,8 @@ GSN 214 +- 1.1). results.json: 'parzen' (log_likelihood, std_error, sigma).
 Run:
   python -m convnets.main --config=experiments/gan_mnist.py --workdir=/tmp/gan_mnist
 MNIST comes through TFDS (mnist, 11 MB). Hardware/time: not run here (no MNIST download on this machine).
-Sweep (python -m launch.sweep --config=experiments/gan_mnist.py --sweep=table1 --workdir=ROOT): Table 1's row,
-and the minimax generator loss beside it.
+Sweep 'table1' (Table 1's row, and the minimax generator loss beside it; the table: `python -m launch.report ROOT`):
+  python -m launch.sweep --config=experiments/gan_mnist.py --sweep=table1 --workdir=/tmp/gan_mnist_table1
 """
 
 import math

@@ -30,8 +30,9 @@ hand as experiments/detection.py's voc_data explains; proposals cached once per 
 with the ImageNet weights and the proposals given by
   --config.init_from=/tmp/alexnet --config.data.proposals_dir=/tmp/voc_proposals
 Hardware/time: the paper's fine-tuning and SVM training took about a day on a K20 class GPU; not run here.
-Sweep (python -m launch.sweep --config=experiments/rcnn_alexnet_voc07.py --sweep=table2 --workdir=ROOT): Table 2's
-AlexNet rows (layer, fine-tuning, SVM / softmax, box regression).
+Sweep 'table2' (Table 2's AlexNet rows: layer, fine-tuning, SVM / softmax, box regression; the table:
+`python -m launch.report ROOT`):
+  python -m launch.sweep --config=experiments/rcnn_alexnet_voc07.py --sweep=table2 --workdir=/tmp/rcnn_table2
 """
 
 from convnets import sweeps

@@ -37,7 +37,7 @@ EXPERIMENTS_DIR = os.path.join(ROOT, 'experiments')
 SHARED = ('default', 'imagenet', 'vgg', 'resnet', 'resnet_cifar10', 'detection', 'rcnn')
 SWITCH = re.compile(r"--config\.(?P<path>[A-Za-z_][\w.]*)(?:=(?P<value>'[^']*'|\"[^\"]*\"|\([^)]*\)|[^\s`]+))?")
 COMMAND = re.compile(r'python (?:-m convnets\.main|-m convnets\.weights\.\w+|-m convnets\.data\.make_proposals'
-                     r'|benchmarks/\S+\.py|launch/\S+\.py)[^\n`]*')
+                     r'|-m launch\.\w+|benchmarks/\S+\.py|launch/\S+\.py)[^\n`]*')
 PLACEHOLDER = re.compile(r'\.\.\.|<\w+>|\bDIR\b|\bVALUE\b|\bFIELD\b|\bHOST\b|:PORT\b|=N\b|=I\b')
 
 
@@ -253,6 +253,22 @@ def _runnable(command: str) -> list[str] | None:
     return [argv[0], argv[1], '--help']  # Long scripts (soak, launchers): their interface at least.
 
 
+def test_documented_sweeps_exist():
+    """Every `python -m launch.sweep` command names a sweep its experiment file declares, and the switches it
+    gives every run (after `--`) exist."""
+    from convnets import sweeps
+
+    documented = [(doc, c) for doc, c in _commands()
+                  if shlex.split(c)[1:3] == ['-m', 'launch.sweep'] and '--sweep=' in c and not PLACEHOLDER.search(c)]
+    assert len(documented) >= 10
+    for doc, command in documented:
+        argv = shlex.split(command)
+        options = dict(a[2:].split('=', 1) for a in argv if a.startswith('--') and '=' in a and '.' not in a[:9])
+        assert options['sweep'] in sweeps.get_sweeps(options['config']), (doc, command)
+        switches = [m['path'] for m in SWITCH.finditer(command) if not m['path'].isupper()]
+        assert all(any(p == s[1] for s in SWITCHES) for p in switches), (doc, command)
+
+
 def test_every_command_is_run_or_a_checked_template():
     for doc, command in _commands():
         argv = _runnable(command)
@@ -284,7 +300,9 @@ def test_runnable_commands_run(tmp_path, digits_dir):
                 helps[tuple(argv)] = proc
         if argv[1] == '-m' and argv[-1] == '--help':  # absl prints the flags and exits with status 1
             documented = {f for f in re.findall(r'\s--(\w+)', command) if f != 'config'}  # each must exist
-            assert proc.returncode == 1 and all(f'--{f}' in proc.stdout for f in documented), (
+            argparse_help = argv[2].startswith('launch.')  # the sweep runner and report: argparse, status 0
+            status = 0 if argparse_help else 1
+            assert proc.returncode == status and all(f'--{f}' in proc.stdout for f in documented), (
                 doc, command, documented, proc.stderr[-2000:])
             continue
         assert proc.returncode == 0, (doc, command, proc.stderr[-2000:])
