@@ -56,7 +56,7 @@ def get_sweeps() -> dict[str, sweeps.Sweep]:
                              {'model.output': 'rbf', 'optimizer.learning_rate': 0.005}),
                   sweeps.Run('LeNet-5, softmax output, no shifts', {'data.train_preprocess': no_distortions},
                              name='no_shifts')),
-            notes='Different data from the paper (8x8 digits upsampled, not MNIST), hence no paper column. On MNIST '
+            notes='Different data from the paper (8x8 digits upsampled, not MNIST), hence no paper numbers. On MNIST '
                   'the paper reports 0.95% test error for LeNet-5 (RBF output) and 0.8% with distortions.'),
         'seeds': sweeps.Sweep(
             title='Test error (%) on the embedded digits over seeds', source='this recipe (no paper table)',
