@@ -38,7 +38,7 @@ SHARED = ('default', 'imagenet', 'vgg', 'resnet', 'resnet_cifar10', 'detection',
 SWITCH = re.compile(r"--config\.(?P<path>[A-Za-z_][\w.]*)(?:=(?P<value>'[^']*'|\"[^\"]*\"|\([^)]*\)|[^\s`]+))?")
 COMMAND = re.compile(r'python (?:-m convnets\.main|-m convnets\.weights\.\w+|-m convnets\.data\.make_proposals'
                      r'|-m launch\.\w+|benchmarks/\S+\.py|launch/\S+\.py)[^\n`]*')
-PLACEHOLDER = re.compile(r'\.\.\.|<\w+>|\bDIR\b|\bVALUE\b|\bFIELD\b|\bHOST\b|:PORT\b|=N\b|=I\b')
+PLACEHOLDER = re.compile(r'\.\.\.|<\w+>|\bDIR\b|\bFILE\b|=NAME\b|\bVALUE\b|\bFIELD\b|\bHOST\b|:PORT\b|=N\b|=I\b')
 
 
 def _experiments() -> list[str]:

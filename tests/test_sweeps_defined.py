@@ -282,3 +282,27 @@ def test_the_test_views_give_the_papers_crops_per_image():
     assert [crops(c) for c in google.values()] == [1, 10, 144]
     vgg = _configs('experiments/vgg16.py', 'table5')
     assert [crops(vgg[f'D, {m}']) for m in ('dense', 'multi-crop', 'multi-crop & dense')] == [6, 150, 156]
+
+
+def test_every_recipe_batch_divides_its_cluster_devices():
+    """config.resources is what `launch.sweep --backend=slurm` asks for: every runnable recipe's global batches (and
+    each stage's) divide nodes x accelerators_per_node, or its sweep would be refused before submission."""
+    import importlib
+    import os
+
+    checked = 0
+    for name in sorted(os.listdir('experiments')):
+        if not name.endswith('.py') or name.startswith('_'):
+            continue
+        get_config = getattr(importlib.import_module(f'experiments.{name[:-3]}'), 'get_config', None)
+        try:
+            config = get_config()
+        except TypeError:  # a shared module (get_config needs arguments)
+            continue
+        devices = config.resources.nodes * config.resources.accelerators_per_node
+        per_stage = stages.configs(config, '/resources-test').values() if stages.is_staged(config) else [config]
+        for c in per_stage:
+            for batch in (c.batch_size, c.eval_batch_size or c.batch_size):
+                assert batch % devices == 0, (name, batch, devices)
+        checked += 1
+    assert checked >= 50
