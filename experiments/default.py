@@ -10,6 +10,8 @@ Schema
   model.name               a name from `convnets.models.list_models()`; every other `model.*` field is passed
                            to the model's constructor.
   data.*                   TFDS dataset, splits, preprocessing op strings (see `convnets.data.ops`), batch keys.
+  data.threads, data.ram_budget_gb, data.fuse_decode   input pipeline speed, never values: tf.data's private
+                           thread pool (0: shared), autotune memory budget (0: default), JPEG crop-window decoding.
   batch_size               GLOBAL batch size (all devices of all processes together).
   num_train_steps          > 0 to fix the step count; otherwise derived from `num_epochs`.
   optimizer.*              SGD with momentum, weight decay and a learning-rate schedule (`convnets.train.optim`).
@@ -58,6 +60,12 @@ def get_config() -> config_dict.ConfigDict:
     # 'global_order': batches are identical for any number of processes; 'tfds_split': less I/O per process.
     c.data.process_split = 'global_order'
     c.data.prefetch = 2
+    # Input pipeline speed (values never change): tf.data's threads (> 0: a private pool of that many; 0: the shared
+    # pool, one per core), the memory its autotuned buffers may take (GiB; 0: half the host's), and decoding only
+    # the crop window of a JPEG when the spec starts with decode|inception_crop (same pixels, less work).
+    c.data.threads = 0
+    c.data.ram_budget_gb = 0.0
+    c.data.fuse_decode = True
     # The features a batch holds after preprocessing (eval batches add 'mask'); each must have a static shape.
     c.data.batch_keys = ('image', 'label')
 

@@ -33,6 +33,13 @@ Training stream (``train_batches``), for a global batch B split over P processes
   I/O for big datasets such as ImageNet), but which examples meet in a batch, their
   order and their augmentation seeds then depend on P; up to P-1 examples are dropped.
 
+Speed (``benchmarks/input_pipeline.py`` measures it per ImageNet chain): records are read by TFDS (16 files
+interleaved, in a fixed order, for datasets of many files), decoded and augmented by a parallel map whose
+output order is the input order (``deterministic=True``), batched and prefetched; ``options`` sets the thread
+pool (``data.threads``), the autotune memory budget (``data.ram_budget_gb``) and one thread per op. A spec that
+starts with ``decode`` and a crop of the original image (``inception_crop``) decodes only the crop window of
+each JPEG (``data.fuse_decode``, on by default; same pixels, see ``convnets.data.ops``).
+
 Caveats: tf.data's ``shuffle`` combines its op seed with TF's global seed, so calling
 ``tf.random.set_seed`` elsewhere changes (deterministically) the order; shuffle order is
 only guaranteed stable for one TF version. A ``shuffle_buffer`` smaller than N shuffles
@@ -66,6 +73,7 @@ __all__ = [
     "get_builder",
     "num_classes",
     "num_examples",
+    "options",
     "steps_per_epoch",
     "train_batches",
 ]
@@ -138,20 +146,44 @@ def _rows_of(process_index: int, local: int, read_batch: int) -> Callable:
     return lambda i, *rest: (i % read_batch) // local == process_index
 
 
+def options(data: ConfigDict) -> tf.data.Options:
+    """The tf.data options of every pipeline: deterministic order, and the thread and memory settings of ``data``.
+
+    ``data.threads`` > 0 gives the pipeline a private pool of that many threads (0: tf.data's shared pool, one
+    thread per core), e.g. to leave cores to the training step on a CPU host; ``data.ram_budget_gb`` > 0 caps
+    the memory that autotuned buffers may take (0: tf.data's default, half of the host's memory). Each op runs
+    on one thread (``max_intra_op_parallelism = 1``): the parallelism is across examples, which is both faster for
+    small per-example ops and does not change any value.
+    """
+    threads, budget = int(data.threads), float(data.ram_budget_gb)
+    if threads < 0 or budget < 0:
+        raise ValueError(
+            f"data.threads ({threads}) and data.ram_budget_gb ({budget}) must be >= 0 (0: tf.data's default)"
+        )
+    opts = tf.data.Options()
+    opts.deterministic = True
+    opts.threading.max_intra_op_parallelism = 1
+    if threads:
+        opts.threading.private_threadpool_size = threads
+    opts.autotune.enabled = True
+    if budget:
+        opts.autotune.ram_budget = int(budget * 2**30)
+    return opts
+
+
 def _finish(
-    ds: tf.data.Dataset, fn: Callable, local_batch: int, prefetch: int, builder: tfds.core.DatasetBuilder, split
+    ds: tf.data.Dataset, fn: Callable, local_batch: int, data: ConfigDict, builder: tfds.core.DatasetBuilder, split
 ) -> Iterator[Batch]:
     """Decodes/augments records in parallel (order kept), batches, prefetches, yields numpy.
 
     Damaged record files of the prepared dataset raise ``records.DamagedDatasetError`` (naming them).
     """
+    # deterministic=True: results come out in input order whichever thread finishes first (exact resume).
     ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(local_batch, drop_remainder=True)
-    if prefetch:
-        ds = ds.prefetch(prefetch)
-    options = tf.data.Options()
-    options.deterministic = True
-    return records.checked(ds.with_options(options).as_numpy_iterator(), builder, split)
+    if int(data.prefetch):
+        ds = ds.prefetch(int(data.prefetch))
+    return records.checked(ds.with_options(options(data)).as_numpy_iterator(), builder, split)
 
 
 def train_batches(
@@ -210,8 +242,8 @@ def train_batches(
         return ds.map(lambda i, x: (x, tf.stack([seed_t, e_stream * n + i])))
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch)
-    fn = records.example_fn(builder, data.train_preprocess, keys)
-    return _finish(ds, fn, local, int(data.prefetch), builder, split)
+    fn = records.example_fn(builder, data.train_preprocess, keys, bool(data.fuse_decode))
+    return _finish(ds, fn, local, data, builder, split)
 
 
 def eval_batches(
@@ -254,8 +286,8 @@ def eval_batches(
     if read_batch != local:
         ds = ds.filter(_rows_of(process_index, local, read_batch))
     ds = ds.map(lambda i, x, seed, mask: (x, seed, mask))
-    fn = records.example_fn(builder, data.eval_preprocess, keys)
-    return _finish(ds, fn, local, int(data.prefetch), builder, split)
+    fn = records.example_fn(builder, data.eval_preprocess, keys, bool(data.fuse_decode))
+    return _finish(ds, fn, local, data, builder, split)
 
 
 def _traced(data: ConfigDict, train: bool, keys: tuple[str, ...]) -> tuple[dict[str, tf.TensorSpec], str]:

@@ -85,17 +85,22 @@ def _batch_dtype(key: str, value: tf.Tensor) -> tf.Tensor:
     )
 
 
-def example_fn(builder: tfds.core.DatasetBuilder, spec: str, keys: Sequence[str]) -> Callable:
+def example_fn(
+    builder: tfds.core.DatasetBuilder, spec: str, keys: Sequence[str], fuse_decode: bool = True
+) -> Callable:
     """Returns ``fn(record, seed[, mask]) -> {key: tensor for key in keys}`` (plus 'mask' when given).
 
     With a mask (eval padding), rows with mask 0 have every key zeroed (False for bools), so nothing depends
-    on which record padded.
+    on which record padded. An image of variable size whose spec starts with a fused decode with its channel
+    count (``'decode(3)|inception_crop(224)'``, see ``ops.parse``) is left encoded for that op to decode.
     """
+    fused = ops.fused_decodes(spec, fuse_decode)
     decoders = [
         (name, ops.get("decode", feature.shape[-1], key=name), feature.shape)
         for name, feature in encoded_features(builder).items()
+        if not (name in fused and fused[name] == feature.shape[-1] and feature.shape[:-1] == (None, None))
     ]
-    chain = ops.parse(spec)
+    chain = ops.parse(spec, fuse_decode)
 
     def fn(features, seed, mask=None):
         features = dict(features)

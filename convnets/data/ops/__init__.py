@@ -46,6 +46,12 @@ Paper recipes as spec strings (``M`` = ``convnets.data.constants.IMAGENET_RGB_ME
     C3D-style clips: decode|random_temporal_crop(16)|resize((128, 171))|random_crop(112)|flip_lr|subtract_mean(M)
     C3D per video:   decode|resize((128, 171))|center_crop(112)|subtract_mean(M)|video_clips(16, 32, 8)
 
+Fused decode: ``decode`` directly followed by an op that only keeps a window of the original image
+(``inception_crop``) is run as one step that decodes only that window of a JPEG (``tf.io.decode_and_crop_jpeg``),
+with the same draws and bit for bit the same pixels (``core.register_fused_decode``, ``parse(fuse_decode=...)``).
+Ops that resize the whole image first (``resize``, ``resize_short``, ``random_resize_short``) cannot fuse: every
+pixel of the original feeds the resize.
+
 Modules: ``core`` (registry, parser, helpers), ``decode``, ``geometry``, ``inception`` (GoogLeNet's crop),
 ``views`` (multi-view evaluation crops), ``colour``, ``colour_jitter``, ``boxes``, ``proposals`` (cached region
 proposals), ``video``, ``keys``.
@@ -70,6 +76,28 @@ from convnets.data.ops import (  # noqa: F401  (importing an op module registers
     video,
     views,
 )
-from convnets.data.ops.core import Features, OpFn, get, names, parse, producers, register, signature
+from convnets.data.ops.core import (
+    Features,
+    OpFn,
+    fused_decodes,
+    get,
+    names,
+    parse,
+    producers,
+    register,
+    register_fused_decode,
+    signature,
+)
 
-__all__ = ["Features", "OpFn", "get", "names", "parse", "producers", "register", "signature"]
+__all__ = [
+    "Features",
+    "OpFn",
+    "fused_decodes",
+    "get",
+    "names",
+    "parse",
+    "producers",
+    "register",
+    "register_fused_decode",
+    "signature",
+]

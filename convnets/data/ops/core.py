@@ -22,6 +22,10 @@ RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
 _REGISTRY: dict[str, Callable[..., OpFn]] = {}
 # Keys an op writes whatever its arguments (ops with an `outkey` argument are found from its default).
 _PRODUCES: dict[str, tuple[str, ...]] = {}
+# Ops that can take the ENCODED image from a `decode` right before them and decode only what they keep (a crop
+# window of the original image): name -> factory(channels, *op_args, **op_kwargs) -> fn(features, seed), whose fn
+# is only called with features[key] an encoded scalar string. See `register_fused_decode`.
+_FUSED_DECODE: dict[str, Callable[..., OpFn]] = {}
 
 
 def register(name: str, produces: Sequence[str] = ()) -> Callable[[Callable[..., OpFn]], Callable[..., OpFn]]:
@@ -36,6 +40,24 @@ def register(name: str, produces: Sequence[str] = ()) -> Callable[[Callable[...,
             raise ValueError(f"preprocessing op {name!r} is already registered")
         _REGISTRY[name] = factory
         _PRODUCES[name] = tuple(produces)
+        return factory
+
+    return wrap
+
+
+def register_fused_decode(name: str) -> Callable[[Callable[..., OpFn]], Callable[..., OpFn]]:
+    """Decorator registering the fused form of op ``name`` when it directly follows ``decode`` on the same key.
+
+    The factory takes ``decode``'s ``channels`` then the op's own arguments, and returns ``fn(features, seed)``
+    for an example whose ``features[key]`` is still one encoded image (a scalar string); ``fn`` must give
+    exactly the features that ``decode`` then the op give (same pixels, same draws from ``seed``), only faster
+    (e.g. ``tf.io.decode_and_crop_jpeg`` decodes the crop window only). ``parse`` substitutes it (see there).
+    """
+
+    def wrap(factory: Callable[..., OpFn]) -> Callable[..., OpFn]:
+        if name in _FUSED_DECODE:
+            raise ValueError(f"a fused decode for op {name!r} is already registered")
+        _FUSED_DECODE[name] = factory
         return factory
 
     return wrap
@@ -108,26 +130,68 @@ def _parse_call(node: ast.expr, spec: str) -> tuple[str, tuple, dict]:
     raise ValueError(f"cannot parse preprocessing op {text!r} in spec {spec!r}: expected name or name(args)")
 
 
-def parse(spec: str) -> OpFn:
+def _calls(spec: str) -> list[tuple[str, tuple, dict]]:
+    """(name, args, kwargs) of every op of a non-empty spec, in order."""
+    try:
+        tree = ast.parse(spec.strip(), mode="eval")
+    except SyntaxError as e:
+        raise ValueError(f"cannot parse preprocessing spec {spec!r}: {e.msg}") from None
+    return [_parse_call(node, spec.strip()) for node in _split_chain(tree.body)]
+
+
+def _fusable(calls: list[tuple[str, tuple, dict]], position: int) -> bool:
+    """Whether op ``position`` is a `decode` whose next op has a fused decode and works on the same key."""
+    if position + 1 >= len(calls) or calls[position][0] != "decode" or calls[position + 1][0] not in _FUSED_DECODE:
+        return False
+    return calls[position][2].get("key", "image") == calls[position + 1][2].get("key", "image")
+
+
+def _decode_channels(args: tuple, kwargs: dict) -> int | None:
+    return inspect.signature(_REGISTRY["decode"]).bind(*args, **kwargs).arguments.get("channels")
+
+
+def _fused(decode_fn: OpFn, op_fn: OpFn, fused_fn: OpFn, key: str) -> OpFn:
+    """``decode`` then the op, or the fused op when ``features[key]`` is one encoded image (a scalar string)."""
+
+    def fn(features: Features, seed: tf.Tensor) -> Features:
+        # The choice is made while tracing, from the static dtype and rank: no runtime branch between the two.
+        image = features.get(key)
+        if image is not None and image.dtype == tf.string and image.shape.rank == 0:
+            return fused_fn(features, seed)
+        # decode draws nothing, so it may share the op's seed.
+        return op_fn(decode_fn(features, seed), seed)
+
+    return fn
+
+
+def parse(spec: str, fuse_decode: bool = True) -> OpFn:
     """Parses ``'op1(args)|op2|...'`` into ``fn(features, seed) -> features``.
 
     An empty (or whitespace-only) spec is the identity. Raises ValueError for syntax
     errors, unknown op names (listing the valid ones) and bad arguments (giving the op's
     signature).
+
+    With ``fuse_decode`` (default), ``decode`` directly followed by an op with a fused decode
+    (``register_fused_decode``, e.g. ``inception_crop``) on the same key becomes one step that, when the
+    image is still encoded, decodes only what the op keeps. The step keeps the op's position and name, so it
+    draws from the same seed as the unfused chain and yields the same pixels; an already decoded image goes
+    through ``decode`` (a no-op) and the op as before.
     """
     if not spec.strip():
         return lambda features, seed: dict(features)
-    try:
-        tree = ast.parse(spec.strip(), mode="eval")
-    except SyntaxError as e:
-        raise ValueError(f"cannot parse preprocessing spec {spec!r}: {e.msg}") from None
-    source = spec.strip()
+    calls = _calls(spec)
     steps = []
-    for position, node in enumerate(_split_chain(tree.body)):
-        name, args, kwargs = _parse_call(node, source)
+    fused_into_next = False
+    for position, (name, args, kwargs) in enumerate(calls):
+        fn = get(name, *args, **kwargs)
+        if fused_into_next:
+            decode_fn = steps.pop()[2]
+            fused_fn = _FUSED_DECODE[name](_decode_channels(*calls[position - 1][1:]), *args, **kwargs)
+            fn = _fused(decode_fn, fn, fused_fn, kwargs.get("key", "image"))
+        fused_into_next = fuse_decode and _fusable(calls, position)
         # The per-op seed salt depends on the position and the name, so the same op
         # twice in a chain, or a different op at the same position, get independent draws.
-        steps.append((position, zlib.crc32(name.encode()) & 0x7FFFFFFF, get(name, *args, **kwargs)))
+        steps.append((position, zlib.crc32(name.encode()) & 0x7FFFFFFF, fn))
 
     def apply(features: Features, seed: tf.Tensor) -> Features:
         seed = tf.cast(seed, tf.int64)
@@ -139,6 +203,21 @@ def parse(spec: str) -> OpFn:
         return features
 
     return apply
+
+
+def fused_decodes(spec: str, fuse_decode: bool = True) -> dict[str, int | None]:
+    """``{key: channels}`` if the spec STARTS with a fused decode (see ``parse``) of ``key``, else ``{}``.
+
+    The pipeline decodes every encoded image before the spec runs, except one whose first op is a fused decode
+    with the dataset's own channel count: that one is left encoded for the fused op (``records.example_fn``).
+    """
+    if not fuse_decode or not spec.strip():
+        return {}
+    calls = _calls(spec)
+    if not _fusable(calls, 0):
+        return {}
+    _, args, kwargs = calls[0]
+    return {kwargs.get("key", "image"): _decode_channels(args, kwargs)}
 
 
 # ----------------------------------------------------------------------------- helpers for op modules

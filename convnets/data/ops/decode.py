@@ -1,6 +1,9 @@
-"""The ``decode`` op: encoded image bytes (or a clip's encoded frames) to uint8 pixels."""
+"""The ``decode`` op: encoded image bytes (or a clip's encoded frames) to uint8 pixels; ``decode_window`` for
+the ops that fuse decoding with a crop of the original image (``core.register_fused_decode``)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -41,3 +44,43 @@ def decode(channels: int | None = None, *, key: str = "image") -> OpFn:
         return replace(features, key, image)
 
     return fn
+
+
+# Pixels decoded around a window on each side (see decode_window).
+_MARGIN = 1
+
+
+def decode_window(
+    encoded: tf.Tensor, channels: int | None, window_of: Callable[[tf.Tensor], tf.Tensor]
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Decodes only a window of one encoded image: ``(pixels uint8 [h, w, C], window int32 [top, left, h, w])``.
+
+    ``window_of`` maps the image's shape (int32 ``[H, W, ...]``, as ``tf.shape`` of the decoded image) to the
+    window to keep. A JPEG is read by ``tf.io.decode_and_crop_jpeg`` (the window and a 1-pixel margin), which
+    skips the IDCT, upsampling and colour conversion of the blocks left and right of it and stops after its last
+    row; the pixels are those of ``decode`` then cropping, bit for bit (tests/test_ops_fused_decode.py checks
+    it on 4:2:0, 4:2:2, 4:4:4, progressive and grayscale JPEGs). Other formats are decoded whole, then cropped.
+    """
+
+    def jpeg():
+        shape = tf.io.extract_jpeg_shape(encoded)
+        window = window_of(shape)
+        top, left, height, width = tf.unstack(window)
+        # libjpeg's fancy upsampling of subsampled chroma (4:2:0, 4:2:2) treats the edges of the decoded region
+        # as image edges: the pixels of a window's first and last columns would differ from a full decode by up
+        # to ~12 levels. Decoding one more pixel on every side (where the image has one) keeps the window's
+        # pixels exactly those of the full decode.
+        begin = tf.maximum(tf.stack([top, left]) - _MARGIN, 0)
+        end = tf.minimum(tf.stack([top + height, left + width]) + _MARGIN, shape[:2])
+        region = tf.io.decode_and_crop_jpeg(encoded, tf.concat([begin, end - begin], 0), channels=channels or 0)
+        return tf.slice(region, tf.stack([top - begin[0], left - begin[1], 0]), tf.stack([height, width, -1])), window
+
+    def other():
+        image = _decode_frame(encoded, channels)
+        window = window_of(tf.shape(image))
+        begin, size = tf.stack([window[0], window[1], 0]), tf.stack([window[2], window[3], -1])
+        return tf.slice(image, begin, size), window
+
+    pixels, window = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    pixels.set_shape([None, None, channels])
+    return pixels, window
