@@ -52,9 +52,13 @@ def _boxes(rng: np.random.Generator, n: int, height: int, width: int, min_size: 
     return np.stack([y1, x1, y1 + h, x1 + w], axis=-1).astype(np.float32)
 
 
-def synthetic_batch(config, rng: np.random.Generator, height: int, width: int) -> dict[str, np.ndarray]:
-    """A detection batch with every key of `config.data.batch_keys`: random images, proposals and gt boxes."""
-    n, g, p = config.batch_size, FLAGS.gt_boxes, FLAGS.proposals
+def synthetic_batch(config, rng: np.random.Generator, height: int, width: int, *, proposals: int | None = None,
+                    gt_boxes: int | None = None) -> dict[str, np.ndarray]:
+    """A detection batch with every key of `config.data.batch_keys`: random images, proposals and gt boxes
+    (`proposals`, `gt_boxes` per image: default the flags; benchmarks/accelerator.py passes them)."""
+    n = config.batch_size
+    g = FLAGS.gt_boxes if gt_boxes is None else gt_boxes
+    p = FLAGS.proposals if proposals is None else proposals
     gt = np.stack([_boxes(rng, g, height, width, 32) for _ in range(n)])
     props = np.stack([_boxes(rng, p, height, width, 16) for _ in range(n)])
     props[:, :g] = gt + rng.normal(0, 4, gt.shape).astype(np.float32)  # some foreground RoIs to sample

@@ -3,7 +3,8 @@
   python benchmarks/train_step.py --config=experiments/quickstart.py [--config.batch_size=256] [--steps=50]
       [--image_shape=224,224,3]
 
-Uses synthetic batches (no input pipeline: this measures the step alone). The image shape comes from
+Uses synthetic batches (no input pipeline: this measures the step alone) and the experiment's task, so any
+classification experiment (and its --config.dtype) works. The image shape comes from
 --image_shape, or else from one batch of the experiment's own train pipeline. Prints one line per figure.
 """
 
@@ -14,10 +15,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from convnets import parallel
+from convnets import parallel, tasks
 from convnets.data import pipeline
-from convnets.tasks import base, classification
-from convnets.train import optim
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
@@ -37,18 +36,20 @@ def main(argv):
     else:
         first = next(pipeline.train_batches(config.data, global_batch_size=config.batch_size, seed=0))
         shape = first['image'].shape[1:]
-    model = base.build_model(config.model)
-    schedule = optim.make_schedule(config.optimizer, steps_per_epoch=1000, total_steps=10**6)
-    tx = optim.make_optimizer(config.optimizer, schedule)
-    state = jax.jit(lambda: classification.init_state(model, tx, 0, shape, ema=config.ema_decay > 0),
+    # The task's own init and step (as the training loop builds them): config.dtype, aux heads, EMA included.
+    task = tasks.get(config.task)
+    task.validate(config)
+    nets = task.build_nets(config)
+    optimizers = task.make_optimizers(config, steps_per_epoch=1000, total_steps=10**6)
+    spec = {'image': jax.ShapeDtypeStruct(shape, np.float32), 'label': jax.ShapeDtypeStruct((), np.int32)}
+    state = jax.jit(lambda: task.init_state(config, nets, optimizers, spec),
                     out_shardings=parallel.replicated(mesh))()
     rng = np.random.default_rng(0)
     batch = par.shard_batch({
         'image': rng.normal(size=(config.batch_size, *shape)).astype(np.float32),
         'label': rng.integers(0, config.model.get('num_classes', 10), config.batch_size).astype(np.int32)})
-    step = par.compile(classification.make_train_step(
-        model, tx, schedule, axis_name=parallel.AXIS, loss_is_global=par.loss_is_global,
-        aux_loss_weight=config.aux_loss_weight, ema_decay=config.ema_decay))
+    step = par.compile(task.make_train_step(config, nets, optimizers, axis_name=parallel.AXIS,
+                                            loss_is_global=par.loss_is_global))
     t = time.perf_counter()
     state, metrics = step(state, batch)  # Compiles.
     jax.block_until_ready(metrics)
@@ -60,11 +61,12 @@ def main(argv):
         state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     dt = time.perf_counter() - t
-    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.net.params))
+    n_params = sum(int(np.prod(p.shape)) for net in state.nets.values() for p in jax.tree.leaves(net.params))
     name = config_flags.get_config_filename(FLAGS['config'])
     print(f'experiment: {name}  model: {config.model.name}  params: {n_params}')
     print(f'devices: {mesh.devices.size} x {jax.devices()[0].platform}  parallel: {config.parallel}')
-    print(f'global batch: {config.batch_size}  image: {"x".join(map(str, shape))}')
+    print(f'global batch: {config.batch_size}  image: {"x".join(map(str, shape))}  '
+          f'compute dtype: {config.get("dtype", "float32")}')
     print(f'compile + first step (s): {compile_s:.2f}')
     print(f'step time (ms): {1000 * dt / FLAGS.steps:.2f}')
     print(f'train examples/s: {FLAGS.steps * config.batch_size / dt:.1f}')
