@@ -6,10 +6,10 @@ Everything here works on numpy arrays: images are ``uint8`` ``HxWx1`` (grey) or 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 
 import numpy as np
+from etils import epath
 from PIL import Image
 
 # Anchor colours of matplotlib's 'viridis' (dark blue -> green -> yellow), interpolated linearly.
@@ -119,6 +119,8 @@ def save_png(path: str, image: np.ndarray) -> str:
         raise TypeError(f'save_png expects uint8, got {image.dtype}')
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    Image.fromarray(image).save(path, format='PNG')
+    target = epath.Path(path)  # a local or gs:// path (the workdir may be on GCS)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open('wb') as f:
+        Image.fromarray(image).save(f, format='PNG')
     return path

@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 from ml_collections import ConfigDict
 
 from convnets.data import pipeline
@@ -80,7 +81,7 @@ class _Writer:
 
     def __init__(self, workdir: str, step: int):
         self.dir = os.path.join(workdir, 'visualize')
-        os.makedirs(self.dir, exist_ok=True)
+        epath.Path(self.dir).mkdir(parents=True, exist_ok=True)  # local or gs://
         self.step, self.files, self.sections = step, [], {}
         import tensorflow as tf
         self.tf = tf
@@ -185,8 +186,7 @@ def _write_index(w: _Writer, title: str, notes: list[str], table: str) -> str:
                          f'<figcaption>{html.escape(caption)}</figcaption></figure>')
     parts.append('</body></html>')
     path = os.path.join(w.dir, 'index.html')
-    with open(path, 'w') as f:
-        f.write('\n'.join(parts))
+    epath.Path(path).write_text('\n'.join(parts))
     return path
 
 

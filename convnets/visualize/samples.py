@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from ml_collections import ConfigDict
 
 from convnets.tasks import gan
@@ -119,9 +120,10 @@ def generate_from_checkpoint(config: ConfigDict, workdir: str, num_samples: int,
     chunks = [np.asarray(jax.device_get(run(z[i:i + 256]))) for i in range(0, num_samples, 256)]
     samples = to_uint8(np.concatenate(chunks), gan.image_range(config))
     out_dir = out_dir or os.path.join(workdir, 'generate')
-    os.makedirs(out_dir, exist_ok=True)
+    epath.Path(out_dir).mkdir(parents=True, exist_ok=True)  # local or gs://
     npz = os.path.join(out_dir, 'samples.npz')
-    np.savez_compressed(npz, images=samples, z=np.asarray(z))
+    with epath.Path(npz).open('wb') as f:
+        np.savez_compressed(f, images=samples, z=np.asarray(z))
     picture = im.save_png(os.path.join(out_dir, 'grid.png'),
                           grid(samples[:GRID_MAX], scale=_scale(samples.shape[1])))
     return {'step': int(jax.device_get(state.step)), 'npz': npz, 'grid': picture, 'num_samples': num_samples}
