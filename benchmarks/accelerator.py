@@ -303,15 +303,17 @@ def _real_pipeline(config: ConfigDict, args: argparse.Namespace, place: Callable
     except (FileNotFoundError, ValueError) as e:
         print(f'  input pipeline: skipped, {args.data_name} is not prepared in {args.data_dir} ({e})')
         return None
-    host = pipeline.train_batches(config.data, global_batch_size=config.batch_size, seed=0,
-                                  process_index=jax.process_index(), process_count=jax.process_count())
-    return device_prefetch(host, place)
+    host = pipeline.train_batches(config.data, global_batch_size=config.batch_size, seed=0)
+    from convnets import parallel
+
+    prefetch = getattr(parallel, 'device_prefetch', None)  # the training loop's own, where this checkout has it
+    return prefetch(host, place, 2) if prefetch else device_prefetch(host, place)
 
 
 def _measure(name: str, data: str, c: Compiled, batches: Iterator[Any], config: ConfigDict,
              local: Mapping[str, np.ndarray], precision: str, peak: float | None,
              args: argparse.Namespace) -> dict[str, Any]:
-    n = jax.device_count()
+    n = len(jax.local_devices())
     first_s, step_s = time_steps(c, batches, warmup=args.warmup, steps=args.steps)
     images_s = config.batch_size / step_s
     util = mfu(c.flops, step_s, peak)

@@ -66,7 +66,8 @@ def synthetic_batch(config, rng: np.random.Generator, height: int, width: int, *
              'box_classes': rng.integers(0, config.model.num_classes, (n, g)).astype(np.int32),
              'box_difficult': np.zeros((n, g), np.int32), 'box_mask': np.ones((n, g), np.int32),
              'image_size': np.tile(np.array([[height, width]], np.int32), (n, 1)),
-             'proposals': np.clip(props, 0, [height, width, height, width]), 'proposal_mask': np.ones((n, p), bool)}
+             'proposals': np.clip(props, 0, [height, width, height, width]), 'proposal_mask': np.ones((n, p), bool),
+             'image_scale': np.ones((n, 2), np.float32)}  # (h, w) resize ratios; the train step ignores them
     return {k: batch[k] for k in config.data.batch_keys}
 
 

@@ -10,6 +10,7 @@ NHWC (torch: channels_last) on one device.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import os
 import sys
@@ -57,15 +58,8 @@ def _batch(batch: int, size: int, num_classes: int, seed: int = 0) -> tuple[np.n
 # ---------------------------------------------------------------------------------------------- ours
 
 
-def ours(model: str, batch: int, size: int, num_classes: int, tiny: bool = False) -> Runner:
-    """This project's step: the experiment's config, `convnets.tasks.classification` under `Parallel`."""
-    import importlib
-
-    import jax
-
-    from convnets import parallel, tasks
-
-    t = time.perf_counter()
+def our_config(model: str, batch: int, size: int, num_classes: int, tiny: bool = False) -> Any:
+    """The experiment's config with the comparison's settings: fp32, constant-rate SGD, one device's batch."""
     experiment, overrides, _, _ = MODELS[model]
     config = importlib.import_module(f'experiments.{experiment}').get_config()
     config.unlock()
@@ -80,30 +74,40 @@ def ours(model: str, batch: int, size: int, num_classes: int, tiny: bool = False
     config.parallel = 'shard_map'
     opt = config.optimizer
     opt.schedule, opt.learning_rate, opt.momentum, opt.weight_decay = 'constant', LEARNING_RATE, MOMENTUM, WEIGHT_DECAY
-    opt.weight_decay_on, opt.warmup_steps = 'all', 0
-    mesh = parallel.make_mesh(jax.local_devices()[:1])
-    task = tasks.get(config.task)
-    task.validate(config)
-    par = parallel.Parallel(mesh, config.parallel)
-    nets = task.build_nets(config)
-    optimizers = task.make_optimizers(config, steps_per_epoch=1000, total_steps=10**6)
+    opt.weight_decay_on, opt.warmup_steps, opt.nesterov = 'all', 0, False
+    return config
+
+
+def ours(model: str, batch: int, size: int, num_classes: int, tiny: bool = False) -> Runner:
+    """This project's step: the experiment's task (`convnets.tasks.classification`) under `Parallel`, built and
+    compiled as benchmarks/accelerator.py does (and the training loop)."""
+    import jax
+
+    from convnets import parallel
+
+    accelerator = _accelerator_benchmark()
+    t = time.perf_counter()
+    config = our_config(model, batch, size, num_classes, tiny)
     images, labels = _batch(batch, size, num_classes)
-    spec = {'image': jax.ShapeDtypeStruct(images.shape[1:], images.dtype),
-            'label': jax.ShapeDtypeStruct((), labels.dtype)}
-    state = jax.jit(lambda: task.init_state(config, nets, optimizers, spec),
-                    out_shardings=parallel.replicated(mesh))()
-    step = par.compile(task.make_train_step(config, nets, optimizers, axis_name=parallel.AXIS,
-                                            loss_is_global=par.loss_is_global))
-    data = par.shard_batch({'image': images, 'label': labels})
-    box = [state]
+    local = {'image': images, 'label': labels}
+    compiled, place = accelerator.compile_step(config, local, parallel.make_mesh(jax.local_devices()[:1]))
+    data = place(local)
 
     def run(steps: int) -> None:
         for _ in range(steps):
-            box[0], metrics = step(box[0], data)
+            compiled.state, metrics = compiled.step(compiled.state, data)
         jax.block_until_ready(metrics)
 
     run(1)
     return Runner('convnets', run, time.perf_counter() - t)
+
+
+def _accelerator_benchmark() -> Any:
+    """benchmarks/accelerator.py as a module (its step builder)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module('accelerator')
 
 
 # ---------------------------------------------------------------------------------------------- flax
@@ -128,6 +132,7 @@ def load_flax_models(flax_examples_dir: str) -> Any:
     path = flax_models_path(flax_examples_dir)
     spec = importlib.util.spec_from_file_location('flax_examples_imagenet_models', path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # flax modules are dataclasses, which look their module up there
     spec.loader.exec_module(module)
     return module
 
