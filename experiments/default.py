@@ -26,6 +26,11 @@ Schema
                            fields (classification: views, batch_keys, model_overrides; see `classification_eval`;
                            clip_svm, C3D's linear SVM on video descriptors: see `clip_svm_eval`).
   parallel                 'shard_map' (main path: jax.jit(jax.shard_map(...))) or 'pmap'.
+  dtype                    compute dtype of every network, training and evaluation: 'float32', 'bfloat16' or
+                           'float16'; parameters, optimiser state, BatchNorm statistics, losses and metrics stay
+                           float32 (`convnets.train.precision`).
+  loss_scale               float16 only: 'dynamic' (flax's DynamicScale; steps whose gradient overflows are skipped)
+                           or 'none'.
   resources.*              what one run asks of a cluster (`python -m launch.sweep --backend=slurm`): nodes,
                            accelerators_per_node (GPUs; one process each), cpus_per_task, mem, time.
   stages, stage_configs    a multi-stage experiment (`convnets.train.stages`): stage names in run order, and per
@@ -129,6 +134,9 @@ def get_config() -> config_dict.ConfigDict:
     # least 1) stops the run like a NaN; 0 turns the check off.
     c.divergence_factor = 1000.0
     c.parallel = 'shard_map'  # Train step path; evaluations always run under shard_map.
+    # Mixed precision (convnets.train.precision): the networks compute in this dtype, the state stays float32.
+    c.dtype = 'float32'  # or 'bfloat16' (TPUs, GPUs since Ampere), 'float16' (older GPUs: with loss scaling)
+    c.loss_scale = 'dynamic'  # float16 only: 'dynamic' or 'none'
     # Multi-stage experiments (convnets.train.stages): names in run order; per name, overrides of this config.
     c.stages = ()
     c.stage_configs = config_dict.ConfigDict()

@@ -31,6 +31,7 @@ from ml_collections import ConfigDict
 from convnets import parallel
 from convnets.data import pipeline
 from convnets.tasks.base import EvalContext, Evaluator
+from convnets.train.precision import Policy
 from convnets.train.state import TrainState
 
 CROPS = 'crops'  # Batch key of multi-crop views [B, K, H, W, C] (written by ten_crop, googlenet_crops, ...).
@@ -38,13 +39,14 @@ CROP_MASK = 'crop_mask'  # [B, K]: 1 for a real view (a video's real clips, vide
 
 
 def crop_averaged_log_probs(model: nn.Module, variables: dict, crops: jax.Array,
-                            mask: jax.Array | None = None) -> jax.Array:
+                            mask: jax.Array | None = None, policy: Policy | None = None) -> jax.Array:
     """Log of the softmax averaged over the K crops of each example: crops [B, K, ...] -> [B, classes].
 
     `mask` [B, K] (optional): only crops with mask 1 count (a video's real clips); every example needs one.
+    `policy`: the compute dtype the network runs in (None: float32); the softmax is float32.
     """
     b, k = crops.shape[:2]
-    logits = model.apply(variables, crops.reshape((b * k, *crops.shape[2:])), train=False)
+    logits = (policy or Policy()).apply(model, variables, crops.reshape((b * k, *crops.shape[2:])), train=False)
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape((b, k, -1))
     if mask is None:
         return jax.nn.logsumexp(log_probs, axis=1) - jnp.log(k)
@@ -56,12 +58,14 @@ def crop_averaged_log_probs(model: nn.Module, variables: dict, crops: jax.Array,
     return jax.nn.logsumexp(log_probs, axis=1, b=weights) - jnp.log(jnp.sum(weights, axis=1))
 
 
-def log_probs(model: nn.Module, variables: dict, batch: dict[str, jax.Array]) -> jax.Array:
+def log_probs(model: nn.Module, variables: dict, batch: dict[str, jax.Array], policy: Policy | None = None
+              ) -> jax.Array:
     """Per-example log-posteriors of a batch: averaged over batch['crops'] (its real ones if batch['crop_mask']
-    is given) if present, else of batch['image']."""
+    is given) if present, else of batch['image']; the network runs in `policy`'s compute dtype (None: float32)."""
     if CROPS in batch:
-        return crop_averaged_log_probs(model, variables, batch[CROPS], batch.get(CROP_MASK))
-    return jax.nn.log_softmax(model.apply(variables, batch['image'], train=False).astype(jnp.float32))
+        return crop_averaged_log_probs(model, variables, batch[CROPS], batch.get(CROP_MASK), policy)
+    logits = (policy or Policy()).apply(model, variables, batch['image'], train=False)
+    return jax.nn.log_softmax(logits.astype(jnp.float32))
 
 
 def topk_correct(scores: jax.Array, labels: jax.Array, k: int) -> jax.Array:
@@ -116,9 +120,10 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     views = view_data_configs(config, ev)
     mesh = ctx.mesh
     batch_sharding = NamedSharding(mesh, P(parallel.AXIS))
+    policy = Policy.from_config(config)  # the run's compute dtype, for periodic and final evaluations alike
 
     def predict_step(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
-        return log_probs(model, state.nets[net_name].eval_variables, batch)
+        return log_probs(model, state.nets[net_name].eval_variables, batch, policy)
 
     predict = parallel.compile_per_example(predict_step, mesh)
     score = parallel.Parallel(mesh, 'shard_map').compile(_score_step, donate=False)

@@ -52,18 +52,21 @@ from convnets import parallel
 from convnets.data import pipeline
 from convnets.evaluate.classification import CROP_MASK, CROPS
 from convnets.tasks.base import EvalContext, Evaluator
+from convnets.train.precision import Policy
 from convnets.train.state import TrainState
 
 FEATURES = 'features'  # The per-clip features of the device function's output.
 
 
-def clip_features(model: nn.Module, variables: dict, batch: dict[str, jax.Array], feature: str) -> jax.Array:
+def clip_features(model: nn.Module, variables: dict, batch: dict[str, jax.Array], feature: str,
+                  policy: Policy | None = None) -> jax.Array:
     """The sown `feature` of every clip of a batch, [B, K, D] float32 (K = 1 for 'image' batches): the layer's
-    rows of each clip averaged when it has several per clip (per-frame networks), the rest flattened."""
+    rows of each clip averaged when it has several per clip (per-frame networks), the rest flattened. The network
+    runs in `policy`'s compute dtype (None: float32)."""
     clips = batch[CROPS] if CROPS in batch else batch['image'][:, None]
     b, k = clips.shape[:2]
-    _, sown = model.apply(variables, clips.reshape((b * k, *clips.shape[2:])), train=False,
-                          mutable=['intermediates'])
+    _, sown = (policy or Policy()).apply(model, variables, clips.reshape((b * k, *clips.shape[2:])), train=False,
+                                         mutable=['intermediates'])
     found = sown.get('intermediates', {})
     if feature not in found:
         names = sorted(n for n, v in found.items() if isinstance(v, tuple))
@@ -133,9 +136,10 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
     batch_size = config.eval_batch_size or config.batch_size
     parallel.check_batch_size(batch_size, ctx.mesh, 'eval_batch_size')
     shard = parallel.Parallel(ctx.mesh, 'shard_map').shard_batch
+    policy = Policy.from_config(config)  # the run's compute dtype
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        feats = clip_features(model, state.nets[ev.net].eval_variables, batch, ev.feature)
+        feats = clip_features(model, state.nets[ev.net].eval_variables, batch, ev.feature, policy)
         mask = batch[CROP_MASK] if CROP_MASK in batch else jnp.ones(feats.shape[:2], jnp.float32)
         return {FEATURES: feats, CROP_MASK: mask.astype(jnp.float32), 'label': batch['label'],
                 'mask': batch['mask']}

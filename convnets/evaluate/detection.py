@@ -45,6 +45,7 @@ from convnets.models.detection import boxes as box_ops
 from convnets.models.detection import svd
 from convnets.models.detection.nms import detect
 from convnets.tasks.base import EvalContext, Evaluator
+from convnets.train.precision import Policy
 from convnets.train.state import TrainState
 from convnets.visualize.detections import DetectionPictures
 
@@ -124,11 +125,11 @@ def predict_detections(config: ConfigDict, model, variables, batch: dict[str, ja
         props, prop_mask, logits, deltas = faster_rcnn.detect_outputs(config, model, variables, batch)
     elif scales:
         props, prop_mask = proposals(config, batch)
-        logits, deltas = model.apply(variables, batch['image'], size, props, scales, int(ev.max_size),
-                                     int(ev.data_scale), method='multiscale')
+        logits, deltas = Policy.from_config(config).apply(model, variables, batch['image'], size, props, scales,
+                                                          int(ev.max_size), int(ev.data_scale), method='multiscale')
     else:
         props, prop_mask = proposals(config, batch)
-        logits, deltas = model.apply(variables, batch['image'], props, train=False)
+        logits, deltas = Policy.from_config(config).apply(model, variables, batch['image'], props, train=False)
     scores = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     boxes = box_ops.decode(deltas.astype(jnp.float32), props[:, :, None, :], tuple(config.detection.box_weights))
     boxes = box_ops.clip(boxes, size[:, None, 0:1], size[:, None, 1:2])  # components [B, R, K]

@@ -51,6 +51,7 @@ from ml_collections import ConfigDict
 from convnets import parallel
 from convnets.evaluate import clip_svm, parzen
 from convnets.tasks.base import EvalContext, Evaluator
+from convnets.train.precision import Policy
 from convnets.train.state import TrainState
 
 
@@ -86,9 +87,10 @@ def sown_layers(found: dict, layers: Sequence[str]) -> list[tuple[str, jax.Array
 
 
 def discriminator_features(model: nn.Module, variables: dict, images: jax.Array, layers: Sequence[str],
-                           grid: int) -> jax.Array:
-    """The concatenated grid-pooled features [B, D] of D's layers on images [B, H, W, C]."""
-    _, sown = model.apply(variables, images, train=False, mutable=['intermediates'])
+                           grid: int, policy: Policy | None = None) -> jax.Array:
+    """The concatenated grid-pooled features [B, D] of D's layers on images [B, H, W, C], D run in `policy`'s
+    compute dtype (None: float32)."""
+    _, sown = (policy or Policy()).apply(model, variables, images, train=False, mutable=['intermediates'])
     parts = []
     for _, x in sown_layers(sown.get('intermediates', {}), layers):
         x = grid_max_pool(x, grid) if x.ndim == 4 else x
@@ -115,10 +117,11 @@ def make_evaluator(ctx: EvalContext, ev: ConfigDict) -> Evaluator:
 
     model = ctx.nets[gan.DISCRIMINATOR]
     layers, grid = tuple(ev.layers), int(ev.pool_grid)
+    policy = Policy.from_config(config)  # D runs in the run's compute dtype; its features come back float32
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         feats = discriminator_features(model, state.nets[gan.DISCRIMINATOR].eval_variables, batch['image'], layers,
-                                       grid)
+                                       grid, policy)
         return {'feature': feats, 'label': batch['label'], 'mask': batch['mask']}
 
     features = parallel.compile_per_example(step, ctx.mesh)

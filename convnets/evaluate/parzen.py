@@ -44,6 +44,7 @@ from ml_collections import ConfigDict
 from convnets import parallel
 from convnets.data import pipeline
 from convnets.tasks.base import EvalContext, Evaluator
+from convnets.train.precision import Policy
 from convnets.train.state import TrainState
 
 
@@ -79,9 +80,11 @@ def sampler(ctx: EvalContext, batch_size: int) -> Callable[[TrainState, int, int
 
     parallel.check_batch_size(batch_size, ctx.mesh, 'the sample batch size')
     generator = ctx.nets[gan.GENERATOR]
+    policy = Policy.from_config(ctx.config)  # G runs in the run's compute dtype; its samples come back float32
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
-        return gan.generate(generator, state.nets[gan.GENERATOR].eval_variables, batch['z']).astype(jnp.float32)
+        return gan.generate(generator, state.nets[gan.GENERATOR].eval_variables, batch['z'], policy
+                            ).astype(jnp.float32)
 
     run = parallel.compile_per_example(step, ctx.mesh)
     shard = parallel.Parallel(ctx.mesh, 'shard_map').shard_batch

@@ -31,6 +31,7 @@ from ml_collections import ConfigDict
 
 from convnets.models.detection import boxes as box_ops
 from convnets.models.detection import warp
+from convnets.train.precision import Policy
 
 CLASSIFIER_LAYERS = ('pool5', 'fc6', 'fc7')
 DETECTOR_LAYERS = ('fc6', 'fc7')
@@ -57,7 +58,7 @@ def _classifier_features(config: ConfigDict, model: nn.Module, variables: Any, b
         crops = warp.warp_regions(batch['image'], boxes, index, crop_size=config.rcnn.warp_size,
                                   context_pad=config.rcnn.context_pad, mode=config.rcnn.warp_mode,
                                   image_sizes=batch.get('image_size'))
-        logits, sown = model.apply(variables, crops, train=False, mutable=['intermediates'])
+        logits, sown = Policy.from_config(config).apply(model, variables, crops, train=False, mutable=['intermediates'])
         out = {k: sown['intermediates'][k][0].reshape(chunk, -1).astype(jnp.float32) for k in layers}
         if softmax:
             out['probs'] = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
@@ -73,8 +74,9 @@ def _detector_features(config: ConfigDict, model: nn.Module, variables: Any, bat
     b, r = regions.shape[:2]
     # fc6 / fc7 before their ReLU: the layer itself, or its second half under truncated SVD (fc7_U_layer).
     names = {f'{k}{part}_layer' for k in layers for part in ('', '_U')}
-    (logits, deltas), sown = model.apply(variables, batch['image'], regions, train=False, mutable=['intermediates'],
-                                    capture_intermediates=lambda mdl, _: mdl.name in names)
+    (logits, deltas), sown = Policy.from_config(config).apply(
+        model, variables, batch['image'], regions, train=False, mutable=['intermediates'],
+        capture_intermediates=lambda mdl, _: mdl.name in names)
     found = sown['intermediates']
     out = {k: jax.nn.relu(found[f'{k}_layer' if f'{k}_layer' in found else f'{k}_U_layer']['__call__'][0]
                           ).reshape(b, r, -1) for k in layers}

@@ -193,13 +193,15 @@ class LocalResponseNorm(nn.Module):
         if self.groups < 1 or channels % self.groups:
             raise ValueError(f"LocalResponseNorm: {channels} channels do not split into {self.groups} groups")
         half = self.n // 2
-        sq = jnp.square(x).reshape(x.shape[:-1] + (self.groups, channels // self.groups))
+        # Squares and sums in float32 at least (mixed precision: float16 overflows at 256^2); result in x's dtype.
+        wide = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        sq = jnp.square(wide).reshape(x.shape[:-1] + (self.groups, channels // self.groups))
         # Zero padding of half a window on each side of every group clips the sum at the group's edges.
         window = (1,) * (sq.ndim - 1) + (self.n,)
         padding = ((0, 0),) * (sq.ndim - 1) + ((half, half),)
         # A Python-scalar 0 init lets JAX use its (differentiable) windowed-sum primitive.
         sums = lax.reduce_window(sq, 0.0, lax.add, window, (1,) * sq.ndim, padding)
-        return x / jnp.power(self.k + self.alpha * sums.reshape(x.shape), self.beta)
+        return (wide / jnp.power(self.k + self.alpha * sums.reshape(x.shape), self.beta)).astype(x.dtype)
 
 
 def max_pool(x: Array, window: int, stride: int, ceil_mode: bool = False) -> Array:

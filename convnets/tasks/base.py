@@ -11,6 +11,9 @@ Contracts:
 - `train_step(state, batch) -> (state, metrics)` runs on ONE device's slice of the global batch under
   `convnets.parallel.Parallel` with the mesh axis `axis_name`; `metrics` is a dict of named scalars, already
   averaged over devices, every one of which must stay finite (the loop's NaN guard checks them all).
+- Networks run in the compute dtype of `config.dtype` through `convnets.train.precision.Policy.apply` (float32
+  state, floating outputs back in float32); gradients and updates go through `convnets.tasks.sgd`, which holds
+  float16's loss scaling.
 - An evaluator (built by `Task.evaluators[type](context, eval_config)`) maps a state to a dict of named floats.
   The loop runs it on the cadence of its config entry (`config.evals.<name>`) and writes its numbers to
   results.json under the entry's `results_key`.
@@ -31,7 +34,7 @@ from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
 from convnets import models, parallel
-from convnets.train import optim
+from convnets.train import optim, precision
 from convnets.train.state import NetState, TrainState
 
 StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
@@ -80,13 +83,19 @@ class Task(abc.ABC):
         two runs, so resume refuses it (unless config.resume_with_changes). Cadences, evaluations, the run length
         and where data lives may change. Extend in tasks with more such fields."""
         data = config.data
-        return {'batch_size': config.batch_size, 'seed': config.seed, 'optimizer': config.optimizer.to_dict(),
-                'data': {k: data[k] for k in ('name', 'train_split', 'train_preprocess', 'batch_keys',
-                                              'shuffle_buffer', 'process_split')}}
+        out = {'batch_size': config.batch_size, 'seed': config.seed, 'optimizer': config.optimizer.to_dict(),
+               'data': {k: data[k] for k in ('name', 'train_split', 'train_preprocess', 'batch_keys',
+                                             'shuffle_buffer', 'process_split')}}
+        # The compute dtype changes the numbers; named only when not float32, so that the workdirs of runs from
+        # before mixed precision existed resume as they are.
+        if config.get('dtype', 'float32') != 'float32':
+            out['precision'] = {'dtype': config.dtype, 'loss_scale': config.get('loss_scale', 'dynamic')}
+        return out
 
     def validate(self, config: ConfigDict) -> None:
         """Raises ValueError for settings that cannot be right (before anything is built or trained)."""
         optim.validate(config.optimizer)
+        precision.validate(config)
 
     @abc.abstractmethod
     def build_nets(self, config: ConfigDict) -> dict[str, nn.Module]:
@@ -131,7 +140,8 @@ class SingleNetwork(Task):
         """Fresh parameters (and BN statistics) from `config.seed`; with `config.ema_decay` > 0 the Polyak average
         starts at the initial parameters."""
         return fresh_state(self.init_variables(nets[self.NET], init_rngs(config.seed), batch_spec),
-                           optimizers[self.NET].tx, config.seed, name=self.NET, ema=config.ema_decay > 0)
+                           optimizers[self.NET].tx, config.seed, name=self.NET, ema=config.ema_decay > 0,
+                           loss_scale=precision.Policy.from_config(config).initial_loss_scale())
 
 
 def init_rngs(seed: int) -> dict[str, jax.Array]:
@@ -141,12 +151,13 @@ def init_rngs(seed: int) -> dict[str, jax.Array]:
 
 
 def fresh_state(variables: dict[str, Any], tx: optax.GradientTransformation, seed: int, *, name: str,
-                ema: bool = False) -> TrainState:
-    """The step-0 state of one network with `variables` (from `model.init`) and optimiser `tx`."""
+                ema: bool = False, loss_scale: Any = None) -> TrainState:
+    """The step-0 state of one network with `variables` (from `model.init`) and optimiser `tx`; `loss_scale`:
+    its initial loss-scale state (`precision.Policy.initial_loss_scale`; None: none)."""
     _, state_rng = jax.random.split(jax.random.PRNGKey(seed))
     params = variables['params']
     net = NetState(params=params, batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
-                   ema_params=params if ema else {})
+                   ema_params=params if ema else {}, loss_scale={} if loss_scale is None else loss_scale)
     return TrainState(step=jnp.zeros((), jnp.int32), rng=state_rng, nets={name: net})
 
 

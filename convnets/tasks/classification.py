@@ -22,6 +22,7 @@ from ml_collections import ConfigDict
 from convnets.evaluate import classification as classification_eval
 from convnets.evaluate import clip_svm
 from convnets.tasks import base, sgd
+from convnets.train.precision import Policy
 from convnets.train.state import TrainState
 
 NET = base.SingleNetwork.NET  # The one network's name in TrainState.nets.
@@ -33,8 +34,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
-                    axis_name: str, loss_is_global: bool, aux_loss_weight: float = 0.0, ema_decay: float = 0.0
-                    ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+                    axis_name: str, loss_is_global: bool, aux_loss_weight: float = 0.0, ema_decay: float = 0.0,
+                    policy: Policy | None = None) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """One SGD step on one device's slice of the global batch.
 
     `loss_is_global` (see convnets.parallel): True under shard_map, where differentiating the device-averaged loss
@@ -42,7 +43,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     `aux_loss_weight`: models with auxiliary classifiers sow their logits into the 'aux_logits' collection during
     training; their cross-entropies are added with this weight (GoogLeNet sec. 5: 0.3).
     `ema_decay` > 0: Polyak averaging, ema <- decay * ema + (1 - decay) * params after every step.
+    `policy`: the compute dtype (`convnets.train.precision`; None: float32); the logits come back float32.
     """
+    policy = policy or Policy()
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, Any]]:
         # Dropout masks differ per device and per step; everything else is deterministic.
@@ -54,15 +57,15 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
         def loss_fn(params):
             variables = {'params': params, 'batch_stats': net.batch_stats} if has_bn else {'params': params}
-            logits, new_vars = model.apply(variables, batch['image'], train=True, rngs={'dropout': rng},
-                                           mutable=mutable)
+            logits, new_vars = policy.apply(model, variables, batch['image'], train=True, rngs={'dropout': rng},
+                                            mutable=mutable)
             main_loss = jnp.mean(cross_entropy(logits, batch['label']))
             aux_loss = sum((jnp.mean(cross_entropy(aux_logits, batch['label']))
                             for aux_logits in jax.tree.leaves(new_vars.get('aux_logits', {}))), jnp.zeros(()))
             return main_loss + aux_loss_weight * aux_loss, (logits, new_vars, main_loss)
 
-        (loss, (logits, new_vars, main_loss)), grads = sgd.global_value_and_grad(
-            loss_fn, net.params, axis_name=axis_name, loss_is_global=loss_is_global)
+        (loss, (logits, new_vars, main_loss)), grads = sgd.net_value_and_grad(
+            loss_fn, net, axis_name=axis_name, loss_is_global=loss_is_global, policy=policy)
         new_net = sgd.apply_gradients(net, grads, tx, batch_stats=new_vars['batch_stats'] if has_bn else None,
                                       ema_decay=ema_decay)
         new_state = state.replace(step=state.step + 1, nets={**state.nets, NET: new_net})
@@ -78,13 +81,14 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,
-               image_shape: tuple[int, ...], *, ema: bool = False) -> TrainState:
+               image_shape: tuple[int, ...], *, ema: bool = False, policy: Policy | None = None) -> TrainState:
     """Fresh parameters (and BatchNorm statistics) from `seed`; jit this with replicated out_shardings.
 
-    With `ema`, the Polyak average starts at the initial parameters.
+    With `ema`, the Polyak average starts at the initial parameters; `policy` gives the loss scale (float16).
     """
     spec = {'image': jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32)}
-    return base.fresh_state(TASK.init_variables(model, base.init_rngs(seed), spec), tx, seed, name=NET, ema=ema)
+    return base.fresh_state(TASK.init_variables(model, base.init_rngs(seed), spec), tx, seed, name=NET, ema=ema,
+                            loss_scale=(policy or Policy()).initial_loss_scale())
 
 
 class Classification(base.SingleNetwork):
@@ -113,7 +117,7 @@ class Classification(base.SingleNetwork):
                         ) -> base.StepFn:
         return make_train_step(nets[NET], optimizers[NET].tx, optimizers[NET].schedule, axis_name=axis_name,
                                loss_is_global=loss_is_global, aux_loss_weight=config.aux_loss_weight,
-                               ema_decay=config.ema_decay)
+                               ema_decay=config.ema_decay, policy=Policy.from_config(config))
 
 
 TASK = Classification()

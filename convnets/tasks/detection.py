@@ -38,6 +38,7 @@ from convnets.evaluate import proposal_recall, rcnn_svm
 from convnets.models.detection import boxes as box_ops
 from convnets.models.detection import losses, sampling
 from convnets.tasks import base, sgd
+from convnets.train.precision import Policy
 from convnets.train.state import TrainState
 
 NET = base.SingleNetwork.NET
@@ -142,7 +143,9 @@ def step_keys(state: TrainState, batch: Mapping[str, jax.Array], axis_name: str)
 
 def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, *, axis_name: str, loss_is_global: bool) -> base.StepFn:
-    """One SGD step of a Fast R-CNN on one device's slice of the batch."""
+    """One SGD step of a Fast R-CNN on one device's slice of the batch, in the compute dtype of `config.dtype`
+    (the RoIs stay float32; class logits and box deltas come back float32)."""
+    policy = Policy.from_config(config)
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, Any]]:
         dropout_key, sample_keys = step_keys(state, batch, axis_name)
@@ -151,12 +154,12 @@ def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTran
         s = sample_rois(config, sample_keys, props, prop_mask, batch)
 
         def loss_fn(params):
-            logits, deltas = model.apply({'params': params}, batch['image'], lax.stop_gradient(s['rois']),
-                                         train=True, rngs={'dropout': dropout_key})
+            logits, deltas = policy.apply(model, {'params': params}, batch['image'], lax.stop_gradient(s['rois']),
+                                          train=True, rngs={'dropout': dropout_key})
             return detection_loss(config, logits, deltas, s)
 
-        (loss, parts), grads = sgd.global_value_and_grad(loss_fn, net.params, axis_name=axis_name,
-                                                         loss_is_global=loss_is_global)
+        (loss, parts), grads = sgd.net_value_and_grad(loss_fn, net, axis_name=axis_name,
+                                                      loss_is_global=loss_is_global, policy=policy)
         new_net = sgd.apply_gradients(net, grads, tx, ema_decay=config.ema_decay)
         metrics = {'loss': loss, **{k: lax.pmean(v, axis_name) for k, v in parts.items()},
                    **sgd.update_metrics(state.step, schedule, net, grads, new_net)}

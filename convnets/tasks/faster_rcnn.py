@@ -54,6 +54,7 @@ from convnets.models.fast_rcnn import FC_LAYERS
 from convnets.models.faster_rcnn import RPN_LAYERS
 from convnets.tasks import base, detection, sgd
 from convnets.train import optim
+from convnets.train.precision import Policy
 from convnets.train.state import TrainState
 
 NET = base.SingleNetwork.NET
@@ -118,8 +119,8 @@ def rpn_proposals(config: ConfigDict, model: nn.Module, variables: Mapping[str, 
     batch = {'image': images} | ({'image_scale': image_scale} if image_scale is not None else {})
 
     sizes, mins = image_size.astype(jnp.float32), min_sizes(config, batch)
-    return model.apply(variables, images,
-                       method=lambda m, x: _test_proposals(config, m, m.features(x), sizes, mins, pre, post))
+    return Policy.from_config(config).apply(
+        model, variables, images, method=lambda m, x: _test_proposals(config, m, m.features(x), sizes, mins, pre, post))
 
 
 def detect_outputs(config: ConfigDict, model: nn.Module, variables: Mapping[str, Any],
@@ -135,7 +136,7 @@ def detect_outputs(config: ConfigDict, model: nn.Module, variables: Mapping[str,
         cls_logits, box_deltas = m.head(m.pool(fmap, props.boxes), train=False)
         return props.boxes, props.valid, cls_logits, box_deltas
 
-    return model.apply(variables, batch['image'], method=run)
+    return Policy.from_config(config).apply(model, variables, batch['image'], method=run)
 
 
 def anchor_targets(config: ConfigDict, anchors: jax.Array, keys: jax.Array, batch: Mapping[str, jax.Array]
@@ -179,17 +180,19 @@ def rpn_loss(config: ConfigDict, logits: jax.Array, deltas: jax.Array, labels: j
 
 def loss_and_parts(config: ConfigDict, model: nn.Module, params: Any, batch: Mapping[str, jax.Array],
                    dropout_key: jax.Array, image_keys: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The loss of `config.rpn.train` on one device's slice (see the module docstring) and its named parts."""
+    """The loss of `config.rpn.train` on one device's slice (see the module docstring) and its named parts. The
+    network runs in the compute dtype of `config.dtype`; its outputs, the anchors and the boxes are float32."""
+    policy = Policy.from_config(config)
     mode, det_proposals = config.rpn.train, config.detection.proposals
     anchor_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(image_keys)
     roi_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(image_keys)
     sizes = detection.image_sizes(batch)
     variables = {'params': params}
-    fmap = model.apply(variables, batch['image'], method='features')
+    fmap = policy.apply(model, variables, batch['image'], method='features')
     loss, parts = jnp.zeros((), jnp.float32), {}
     props = None
     if mode in ('joint', 'rpn') or det_proposals == 'rpn':
-        logits, deltas = model.apply(variables, fmap, method='rpn')
+        logits, deltas = policy.apply(model, variables, fmap, method='rpn')
         anchors = jnp.asarray(model.anchors(fmap.shape[1], fmap.shape[2]))
         if mode in ('joint', 'rpn'):
             labels, targets = anchor_targets(config, anchors, anchor_keys, batch)
@@ -203,9 +206,9 @@ def loss_and_parts(config: ConfigDict, model: nn.Module, params: Any, batch: Map
             props = detection.proposals(config, batch)
         s = detection.sample_rois(config, roi_keys, *props, batch)
         # No derivative w.r.t. the RoI coordinates (approximate joint training, sec. 3.2).
-        pooled = model.apply(variables, fmap, lax.stop_gradient(s['rois']), method='pool')
-        cls_logits, box_deltas = model.apply(variables, pooled, train=True, rngs={'dropout': dropout_key},
-                                             method='head')
+        pooled = policy.apply(model, variables, fmap, lax.stop_gradient(s['rois']), method='pool')
+        cls_logits, box_deltas = policy.apply(model, variables, pooled, train=True, rngs={'dropout': dropout_key},
+                                              method='head')
         det_loss, det_parts = detection.detection_loss(config, cls_logits, box_deltas, s)
         loss = loss + det_loss
         parts = parts | {'det_loss': det_loss, **det_parts}
@@ -219,9 +222,9 @@ def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTran
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, Any]]:
         dropout_key, image_keys = detection.step_keys(state, batch, axis_name)
         net = state.nets[NET]
-        (loss, parts), grads = sgd.global_value_and_grad(
-            lambda p: loss_and_parts(config, model, p, batch, dropout_key, image_keys), net.params,
-            axis_name=axis_name, loss_is_global=loss_is_global)
+        (loss, parts), grads = sgd.net_value_and_grad(
+            lambda p: loss_and_parts(config, model, p, batch, dropout_key, image_keys), net,
+            axis_name=axis_name, loss_is_global=loss_is_global, policy=Policy.from_config(config))
         new_net = sgd.apply_gradients(net, grads, tx, ema_decay=config.ema_decay)
         metrics = {'loss': loss, **{k: lax.pmean(v, axis_name) for k, v in parts.items()},
                    **sgd.update_metrics(state.step, schedule, net, grads, new_net)}

@@ -25,7 +25,9 @@ dropout-free networks are device-count invariant bit for bit.
 
 Batches: 'image' [B, H, W, C] real images in the generator's range (config.gan.image_range: [-1, 1] for tanh
 outputs, [0, 1] for sigmoid; the data spec maps the pixels there). Metrics: d_loss, g_loss, d_real and d_fake (mean
-D(x) and D(G(z)) in the D phase), and each network's lr / grad_norm / param_norm with a d_ or g_ prefix.
+D(x) and D(G(z)) in the D phase), and each network's lr / grad_norm / param_norm (float16: loss_scale, skipped)
+with a d_ or g_ prefix. Both networks run in `config.dtype` (`convnets.train.precision`), each with its own loss
+scale under float16.
 
 Config: `generator` and `discriminator` (model sections: name + constructor fields), `gan` (z_dim, z_dist,
 d_steps, g_loss, image_range), `g_optimizer` and `d_optimizer` (sections like `optimizer`; DCGAN: Adam lr 2e-4,
@@ -45,6 +47,7 @@ from ml_collections import ConfigDict
 
 from convnets.tasks import base, sgd
 from convnets.train import optim
+from convnets.train.precision import Policy
 from convnets.train.state import TrainState
 
 GENERATOR = 'generator'
@@ -67,9 +70,11 @@ def example_latents(gan: ConfigDict, key: jax.Array, index: jax.Array) -> jax.Ar
     return jax.vmap(lambda i: latents(gan, jax.random.fold_in(key, i), 1)[0])(index)
 
 
-def generate(generator: nn.Module, variables: dict[str, Any], z: jax.Array) -> jax.Array:
-    """G's samples [n, H, W, C] in its own range (inference mode: BatchNorm's running averages)."""
-    return generator.apply(variables, z, train=False)
+def generate(generator: nn.Module, variables: dict[str, Any], z: jax.Array, policy: Policy | None = None
+             ) -> jax.Array:
+    """G's samples [n, H, W, C] in its own range (inference mode: BatchNorm's running averages), computed in the
+    compute dtype of `policy` (None: float32) and returned in float32."""
+    return (policy or Policy()).apply(generator, variables, z, train=False)
 
 
 def initial_generator_variables(config: ConfigDict, generator: nn.Module) -> dict[str, Any]:
@@ -113,6 +118,7 @@ class Phases:
         self.g_net, self.d_net = nets[GENERATOR], nets[DISCRIMINATOR]
         self.g_opt, self.d_opt = optimizers[GENERATOR], optimizers[DISCRIMINATOR]
         self.gan, self.axis_name, self.loss_is_global = config.gan, axis_name, loss_is_global
+        self.policy = Policy.from_config(config)  # both networks run in config.dtype; samples and logits float32
 
     def noise(self, key: jax.Array, phase: int, local: int) -> jax.Array:
         """This device's rows of the global batch's noise (device d holds the global rows d * local ...)."""
@@ -125,20 +131,21 @@ class Phases:
     def discriminator(self, state: TrainState, real: jax.Array, key: jax.Array, phase: int
                       ) -> tuple[TrainState, dict[str, jax.Array]]:
         g, d = state.nets[GENERATOR], state.nets[DISCRIMINATOR]
-        fake, _ = self.g_net.apply(g.variables, self.noise(key, phase, real.shape[0]), train=True,
-                                   mutable=['batch_stats'])
+        fake, _ = self.policy.apply(self.g_net, g.variables, self.noise(key, phase, real.shape[0]), train=True,
+                                    mutable=['batch_stats'])
         fake = lax.stop_gradient(fake)  # D's phase: G's samples are constants
 
         def loss_fn(params):
-            real_logits, real_vars = self.d_net.apply(_variables(params, d.batch_stats), real, train=True,
-                                                      mutable=['batch_stats'], rngs=self._dropout(key, 2 * phase))
-            fake_logits, _ = self.d_net.apply(_variables(params, d.batch_stats), fake, train=True,
-                                              mutable=['batch_stats'], rngs=self._dropout(key, 2 * phase + 1))
+            real_logits, real_vars = self.policy.apply(self.d_net, _variables(params, d.batch_stats), real,
+                                                       train=True, mutable=['batch_stats'],
+                                                       rngs=self._dropout(key, 2 * phase))
+            fake_logits, _ = self.policy.apply(self.d_net, _variables(params, d.batch_stats), fake, train=True,
+                                               mutable=['batch_stats'], rngs=self._dropout(key, 2 * phase + 1))
             return discriminator_losses(real_logits, fake_logits), (
                 real_vars.get('batch_stats', {}), jax.nn.sigmoid(real_logits), jax.nn.sigmoid(fake_logits))
 
-        (loss, (stats, d_real, d_fake)), grads = sgd.global_value_and_grad(
-            loss_fn, d.params, axis_name=self.axis_name, loss_is_global=self.loss_is_global)
+        (loss, (stats, d_real, d_fake)), grads = sgd.net_value_and_grad(
+            loss_fn, d, axis_name=self.axis_name, loss_is_global=self.loss_is_global, policy=self.policy)
         new_d = sgd.apply_gradients(d, grads, self.d_opt.tx, batch_stats=stats if d.batch_stats else None)
         metrics = {'d_loss': loss, 'd_real': lax.pmean(jnp.mean(d_real), self.axis_name),
                    'd_fake': lax.pmean(jnp.mean(d_fake), self.axis_name),
@@ -152,14 +159,15 @@ class Phases:
         z = self.noise(key, phase, local)
 
         def loss_fn(params):
-            fake, g_vars = self.g_net.apply(_variables(params, g.batch_stats), z, train=True, mutable=['batch_stats'])
+            fake, g_vars = self.policy.apply(self.g_net, _variables(params, g.batch_stats), z, train=True,
+                                             mutable=['batch_stats'])
             # D in training mode (batch statistics of the fake batch), as in D's own phase; its state is not kept.
-            logits, _ = self.d_net.apply(d.variables, fake, train=True, mutable=['batch_stats'],
-                                         rngs=self._dropout(key, 2 * phase))
+            logits, _ = self.policy.apply(self.d_net, d.variables, fake, train=True, mutable=['batch_stats'],
+                                          rngs=self._dropout(key, 2 * phase))
             return generator_loss(logits, self.gan.g_loss), g_vars.get('batch_stats', {})
 
-        (loss, stats), grads = sgd.global_value_and_grad(loss_fn, g.params, axis_name=self.axis_name,
-                                                         loss_is_global=self.loss_is_global)
+        (loss, stats), grads = sgd.net_value_and_grad(loss_fn, g, axis_name=self.axis_name,
+                                                      loss_is_global=self.loss_is_global, policy=self.policy)
         new_g = sgd.apply_gradients(g, grads, self.g_opt.tx, batch_stats=stats if g.batch_stats else None)
         metrics = {'g_loss': loss, **{f'g_{k}': v for k, v in sgd.update_metrics(state.step, self.g_opt.schedule, g,
                                                                                  grads, new_g).items()}}
@@ -243,10 +251,11 @@ class GAN(base.Task):
                    batch_spec: base.BatchSpec) -> TrainState:
         d_rngs = {k: jax.random.fold_in(v, 1) for k, v in base.init_rngs(config.seed).items()}
         x = jnp.zeros((1, *batch_spec['image'].shape), jnp.float32)
+        scale = Policy.from_config(config).initial_loss_scale()  # float16: one dynamic scale per network
         g = base.fresh_state(initial_generator_variables(config, nets[GENERATOR]), optimizers[GENERATOR].tx,
-                             config.seed, name=GENERATOR)
+                             config.seed, name=GENERATOR, loss_scale=scale)
         d = base.fresh_state(nets[DISCRIMINATOR].init(d_rngs, x, train=False), optimizers[DISCRIMINATOR].tx,
-                             config.seed, name=DISCRIMINATOR)
+                             config.seed, name=DISCRIMINATOR, loss_scale=scale)
         return g.replace(nets={**g.nets, **d.nets})
 
     def make_train_step(self, config: ConfigDict, nets: Mapping[str, nn.Module],

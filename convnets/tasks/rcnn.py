@@ -44,6 +44,7 @@ from ml_collections import ConfigDict
 from convnets.evaluate import rcnn_svm
 from convnets.models.detection import warp
 from convnets.tasks import base, detection, sgd
+from convnets.train.precision import Policy
 from convnets.train.state import TrainState
 
 NET = base.SingleNetwork.NET
@@ -60,7 +61,9 @@ def warp_rois(config: ConfigDict, batch: Mapping[str, jax.Array], rois: jax.Arra
 
 def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, *, axis_name: str, loss_is_global: bool) -> base.StepFn:
-    """One SGD step of R-CNN fine-tuning on one device's slice of the batch (see the module docstring)."""
+    """One SGD step of R-CNN fine-tuning on one device's slice of the batch (see the module docstring); the
+    regions are warped in float32 and classified in the compute dtype of `config.dtype`."""
+    policy = Policy.from_config(config)
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, Any]]:
         dropout_key, image_keys = detection.step_keys(state, batch, axis_name)
@@ -79,15 +82,15 @@ def make_train_step(config: ConfigDict, model: nn.Module, tx: optax.GradientTran
 
         def loss_fn(params):
             variables = {'params': params, 'batch_stats': net.batch_stats} if has_bn else {'params': params}
-            logits, new_vars = model.apply(variables, crops, train=True, rngs={'dropout': dropout_key},
-                                           mutable=['batch_stats'] if has_bn else [])
+            logits, new_vars = policy.apply(model, variables, crops, train=True, rngs={'dropout': dropout_key},
+                                            mutable=['batch_stats'] if has_bn else [])
             ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
             loss = jnp.sum(ce * valid) / slots
             accuracy = jnp.sum((jnp.argmax(logits, -1) == labels) * valid) / jnp.maximum(jnp.sum(valid), 1.0)
             return loss, ({'region_accuracy': accuracy, 'fg_regions': jnp.sum(s['fg']) / slots}, new_vars)
 
-        (loss, (parts, new_vars)), grads = sgd.global_value_and_grad(loss_fn, net.params, axis_name=axis_name,
-                                                                     loss_is_global=loss_is_global)
+        (loss, (parts, new_vars)), grads = sgd.net_value_and_grad(loss_fn, net, axis_name=axis_name,
+                                                                  loss_is_global=loss_is_global, policy=policy)
         new_net = sgd.apply_gradients(net, grads, tx, ema_decay=config.ema_decay,
                                       batch_stats=new_vars['batch_stats'] if has_bn else None)
         metrics = {'loss': loss, **{k: lax.pmean(v, axis_name) for k, v in parts.items()},

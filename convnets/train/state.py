@@ -14,7 +14,8 @@ from flax import struct
 
 @struct.dataclass
 class NetState:
-    """One network: parameters, BatchNorm statistics ({} without BN), optimiser state and Polyak average."""
+    """One network: parameters, BatchNorm statistics ({} without BN), optimiser state, Polyak average and loss
+    scale."""
 
     params: Any
     batch_stats: Any
@@ -22,6 +23,9 @@ class NetState:
     # Polyak averaging (GoogLeNet sec. 6): an exponential moving average of the parameters, used for evaluation;
     # {} when disabled (config.ema_decay == 0).
     ema_params: Any = struct.field(default_factory=dict)
+    # float16 with dynamic loss scaling (convnets.train.precision): the network's `DynamicScale` (scale and count
+    # of finite steps); {} otherwise.
+    loss_scale: Any = struct.field(default_factory=dict)
 
     @property
     def variables(self) -> dict[str, Any]:
