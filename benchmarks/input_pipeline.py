@@ -16,7 +16,8 @@ Sources:
           buffer, TFDS parsing, preprocessing, batching), the chain under test as ``data.train_preprocess``.
   memory  the chain alone: encoded JPEGs held in memory, mapped by a tf.data pipeline with the same options.
 Each figure is measured with a private tf.data pool of ``--threads`` threads (``data.threads``); per core =
-images/s / threads (``--threads=0``: tf.data's shared pool, divided by the machine's cores). 'fused' runs with
+images/s / threads (``--threads=0``: tf.data's shared pool, divided by the machine's cores), and per CPU-s =
+images / CPU seconds of the process (all its threads), which stays the per-core rate on a loaded machine. 'fused' runs with
 ``data.fuse_decode=True`` (the default; only specs starting with ``decode|inception_crop`` change), 'unfused' with
 False. ``--tiny`` is a seconds-long smoke run (few small images, short timings) for tests.
 """
@@ -108,17 +109,19 @@ def prepare_imagenet(root: str, jpegs: list[bytes]) -> ConfigDict:
     return data
 
 
-def _rate(batches: Iterator, batch: int, seconds: float) -> float:
-    """Images/s of ``batches`` over about ``seconds``, after two warm-up batches."""
+def _rate(batches: Iterator, batch: int, seconds: float) -> tuple[float, float]:
+    """(images/s, images per CPU-second of this process) of ``batches`` over about ``seconds``, after two warm-up
+    batches. The second is the per-core rate whatever else loads the machine (the CPU time of every thread of the
+    process: tf.data's and the Python loop's)."""
     for _ in range(2):
         next(batches)
-    count, start = 0, time.perf_counter()
+    count, start, cpu = 0, time.perf_counter(), time.process_time()
     while True:
         next(batches)
         count += batch
         elapsed = time.perf_counter() - start
         if elapsed >= seconds and count >= 3 * batch:
-            return count / elapsed
+            return count / elapsed, count / max(time.process_time() - cpu, 1e-9)
 
 
 def _data(base: ConfigDict, spec: str, fused: bool, threads: int) -> ConfigDict:
@@ -167,7 +170,9 @@ def run(selected: dict[str, str], sources: list[str], images: int, threads: int,
     jpegs = make_jpegs(images, tiny=tiny)
     cores = threads or os.cpu_count()
     echo(f'{len(jpegs)} JPEGs, mean {np.mean([len(j) for j in jpegs]) / 1024:.0f} KB; tf.data threads: '
-         f'{threads or "default"} (per core = images/s / {cores}); batch {batch}; {seconds:g} s per figure')
+         f'{threads or "default"} (per core = images/s / {cores}; per CPU-s = images / CPU seconds the process '
+         f'used, the per-core rate under any load); batch {batch}; {seconds:g} s per figure; load average '
+         f'{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores')
     rows = []
     with tempfile.TemporaryDirectory() as root:
         base = None
@@ -183,11 +188,12 @@ def run(selected: dict[str, str], sources: list[str], images: int, threads: int,
                         batches = tfds_batches(base, spec, fused, threads, batch)
                     else:
                         batches = memory_batches(jpegs, spec, fused, threads, batch)
-                    rate = _rate(batches, batch, seconds)
+                    rate, per_cpu_s = _rate(batches, batch, seconds)
                     label = ('fused' if fused else 'unfused') if len(variants) == 2 else 'no fusion'
                     rows.append({'chain': name, 'source': source, 'decode': label, 'images_s': rate,
-                                 'per_core': rate / cores})
-                    echo(f'{name:15s} {source:6s} {label:9s} {rate:8.1f} images/s  {rate / cores:8.1f} per core')
+                                 'per_core': rate / cores, 'per_cpu_s': per_cpu_s})
+                    echo(f'{name:15s} {source:6s} {label:9s} {rate:8.1f} images/s {rate / cores:8.1f} per core '
+                         f'{per_cpu_s:8.1f} per CPU-s')
     echo('specs: ' + '; '.join(f'{n}: {s}' for n, s in selected.items()))
     return rows
 

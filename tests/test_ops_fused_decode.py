@@ -186,5 +186,5 @@ def test_input_pipeline_benchmark_tiny():
         ("googlenet", "tfds", "fused"), ("googlenet", "tfds", "unfused"), ("googlenet", "memory", "fused"),
         ("googlenet", "memory", "unfused"), ("decode", "tfds", "no fusion"), ("decode", "memory", "no fusion"),
     ]
-    assert all(r["images_s"] > 0 and r["per_core"] == r["images_s"] for r in rows)
+    assert all(r["images_s"] > 0 and r["per_core"] == r["images_s"] and r["per_cpu_s"] > 0 for r in rows)
     assert any("images/s" in line for line in lines) and "8 JPEGs" in lines[0]

@@ -24,7 +24,7 @@ from convnets.data.ops.core import (
     replace,
 )
 from convnets.data.ops.decode import decode_window
-from convnets.data.ops.geometry import spatial_shape
+from convnets.data.ops.geometry import resize_float, spatial_shape
 
 
 def _check_box_args(area_min, area_max, ratio_min, ratio_max, max_attempts, op: str) -> None:
@@ -100,7 +100,7 @@ def _crop_resized(
     """Features with ``crop`` (the box ``[top, left, h, w]`` of features[key]) resized to ``out_hw``; boxes follow."""
     top, left, h, w = box
     out_h, out_w = out_hw
-    out = tf.image.resize(tf.cast(crop, tf.float32), (out_h, out_w), antialias=antialias)
+    out = resize_float(crop, (out_h, out_w), antialias=antialias)
     out.set_shape([*crop.shape[:-3], out_h, out_w, crop.shape[-1]])
 
     def follow(b: tf.Tensor) -> tf.Tensor:
