@@ -10,6 +10,8 @@ A staged config (config.stages, e.g. Faster R-CNN's 4-step training) trains ever
 <workdir>/<stage> (see convnets.train.stages); eval, visualize and detect read its last stage, or --stage=NAME.
 
 Any config field can be overridden, e.g. `--config.batch_size=256 --config.optimizer.learning_rate=0.05`.
+Compiled programs are kept in a persistent cache (--compilation_cache_dir, default ~/.cache/convnets/jax;
+--nocompilation_cache turns it off), so that a restart with the same shapes starts in seconds.
 Multi-host: pass --distributed (or --coordinator_address/--num_processes/--process_id, or the CONVNETS_* environment
 variables, see convnets.parallel.initialize_distributed); JAX is then initialised before any device is touched.
 
@@ -20,6 +22,7 @@ running. --verbose_errors (or CONVNETS_TRACEBACK=1) shows the traceback of every
 
 import json
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -51,8 +54,25 @@ flags.DEFINE_bool('distributed', False, 'Initialise jax.distributed (multi-host)
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for --distributed.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes, for --distributed.')
 flags.DEFINE_integer('process_id', None, 'This process index, for --distributed.')
+flags.DEFINE_string('compilation_cache_dir', None, "JAX's persistent compilation cache, which lets a restart or a "
+                    'second run with the same shapes skip compiling (default: $JAX_COMPILATION_CACHE_DIR, else '
+                    "$XDG_CACHE_HOME/convnets/jax or ~/.cache/convnets/jax; '' turns it off).")
+flags.DEFINE_bool('compilation_cache', True, 'Use the persistent compilation cache (--nocompilation_cache: compile '
+                  'everything afresh and write nothing).')
 flags.DEFINE_bool('verbose_errors', False, 'Show the full traceback of every error (also: CONVNETS_TRACEBACK=1).')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _hide_keras() -> None:
+    """TensorFlow (here only tf.data) imports Keras eagerly, and with it scikit-learn, SciPy and matplotlib: ~2 s
+    of CPU at every start. Hidden while TensorFlow is imported (when the config file is read, or in `_run`), which
+    then skips it; `_show_keras` makes it importable again (tf.keras loads it lazily on first use)."""
+    sys.modules.setdefault('keras', None)
+
+
+def _show_keras() -> None:
+    if 'keras' in sys.modules and sys.modules['keras'] is None:
+        del sys.modules['keras']
 
 
 def _quiet_library_info(record) -> bool:
@@ -70,9 +90,12 @@ def _run(extra_images: list[str]) -> None:
     # Imported here so that --helpshort stays fast, and so that jax.distributed can be initialised before any
     # module touches a device.
     from convnets import parallel
+    # Before anything compiles (JAX fixes its cache at the first compilation).
+    parallel.enable_compilation_cache(FLAGS.compilation_cache_dir if FLAGS.compilation_cache else '')
     if _wants_distributed():
         parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     import tensorflow as tf
+    _show_keras()
     tf.config.set_visible_devices([], 'GPU')  # tf.data is only the input pipeline; keep accelerators for JAX.
 
     from convnets.train import loop, stages
@@ -133,4 +156,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+    _hide_keras()
     app.run(main, flags_parser=cli_errors.parse_flags)

@@ -12,6 +12,7 @@ Schema
   data.*                   TFDS dataset, splits, preprocessing op strings (see `convnets.data.ops`), batch keys.
   data.threads, data.ram_budget_gb, data.fuse_decode   input pipeline speed, never values: tf.data's private
                            thread pool (0: shared), autotune memory budget (0: default), JPEG crop-window decoding.
+  data.device_prefetch     batches copied onto the devices ahead of the train step (default 2; 0: off).
   batch_size               GLOBAL batch size (all devices of all processes together).
   num_train_steps          > 0 to fix the step count; otherwise derived from `num_epochs`.
   optimizer.*              SGD with momentum, weight decay and a learning-rate schedule (`convnets.train.optim`).
@@ -71,6 +72,8 @@ def get_config() -> config_dict.ConfigDict:
     c.data.threads = 0
     c.data.ram_budget_gb = 0.0
     c.data.fuse_decode = True
+    # Global batches put on the devices ahead of their step (host-to-device copies overlap the step); 0: off.
+    c.data.device_prefetch = 2
     # The features a batch holds after preprocessing (eval batches add 'mask'); each must have a static shape.
     c.data.batch_keys = ('image', 'label')
 

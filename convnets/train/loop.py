@@ -9,6 +9,7 @@ execution, resume, preemption, the NaN guard, progress and ETA, TensorBoard, the
 """
 
 import dataclasses
+import itertools
 import json
 import math
 import time
@@ -219,9 +220,14 @@ def _train_and_evaluate(config: ConfigDict, workdir: str, devices: Sequence[jax.
         return done
     is_main = jax.process_index() == 0
     state = s.state
-    batches = pipeline.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
-                                     start_step=start_step, process_index=jax.process_index(),
-                                     process_count=jax.process_count())
+    local_batches = pipeline.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
+                                           start_step=start_step, process_index=jax.process_index(),
+                                           process_count=jax.process_count())
+    # Batches go onto the devices data.device_prefetch steps ahead of their step. The data position a checkpoint
+    # records is its step (the pipeline restarts from start_step), so batches read ahead are simply read again
+    # after a resume. Only the batches of this run's steps are read.
+    batches = par.device_batches(itertools.islice(local_batches, max(0, total_steps - start_step)),
+                                 prefetch=config.data.device_prefetch)
     train_step = par.compile(s.task.make_train_step(config, s.nets, s.optimizers, axis_name=parallel.AXIS,
                                                     loss_is_global=par.loss_is_global))
     plateau = optim.plateau(config.optimizer)
@@ -292,7 +298,7 @@ def _train_and_evaluate(config: ConfigDict, workdir: str, devices: Sequence[jax.
             for name in evaluations.due(start_step, last=False):
                 state = run_evaluation(name, state, start_step)
         while step < total_steps:
-            state, metrics = train_step(state, par.shard_batch(next(batches)))
+            state, metrics = train_step(state, next(batches))
             if sync_each_step:
                 jax.block_until_ready(metrics)
             pending.append(metrics)
