@@ -17,9 +17,9 @@ Sources:
   memory  the chain alone: encoded JPEGs held in memory, mapped by a tf.data pipeline with the same options.
 Each figure is measured with a private tf.data pool of ``--threads`` threads (``data.threads``); per core =
 images/s / threads (``--threads=0``: tf.data's shared pool, divided by the machine's cores), and per CPU-s =
-images / CPU seconds of the process (all its threads), which stays the per-core rate on a loaded machine. 'fused' runs with
-``data.fuse_decode=True`` (the default; only specs starting with ``decode|inception_crop`` change), 'unfused' with
-False. ``--tiny`` is a seconds-long smoke run (few small images, short timings) for tests.
+images / CPU seconds of the process (all its threads), which stays the per-core rate on a loaded machine.
+'fused' runs with ``data.fuse_decode=True`` (the default; only specs starting with ``decode|inception_crop``
+change), 'unfused' with False. ``--tiny`` is a seconds-long smoke run (few small images, short timings) for tests.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+import tensorflow_datasets as tfds
+from absl import app, flags, logging
 from ml_collections import ConfigDict
 
 from convnets.data import ops, pipeline
@@ -200,6 +201,8 @@ def run(selected: dict[str, str], sources: list[str], images: int, threads: int,
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # TFDS logs every dataset it builds: one per figure.
+    tfds.disable_progress_bar()
     known = chains()
     if FLAGS.list:
         for name, spec in known.items():
