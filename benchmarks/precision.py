@@ -5,7 +5,9 @@ top-1 at the same steps in float32 and in the low precision.
       [--data_dir=DIR] [--skip_training] [--decay_at=250]
 
 Part 1 (one step, synthetic batch of 16, same initial state): the relative difference of the loss and of the
-parameter update (new - old parameters, norm over every leaf) of each model in --step_models.
+parameter update (new - old parameters, norm over every leaf) of each model in --step_models against float32, and
+of its low-precision update on all local devices against one (XLA_FLAGS=--xla_force_host_platform_device_count=8
+simulates 8 on a CPU).
 Part 2 (training): experiments/quickstart.py (LeNet-5 on the embedded digits, 1 device) trained max(--steps) steps
 in float32 and in --dtype, evaluated on the 360 test digits at every step of --steps; prints top-1 and the train
 images/s of each run (--decay_at=N: the rate x0.1 after step N, as the convergence test trains). --data_dir: a TFDS
@@ -44,23 +46,24 @@ STEP_MODELS = {
 }
 
 
-def one_step(dtype: str, model: dict, shape: tuple[int, ...]) -> tuple[float, float]:
-    """(relative loss difference, relative update difference) of one `dtype` step against float32."""
+def one_step(dtype: str, model: dict, shape: tuple[int, ...]) -> tuple[float, float, float]:
+    """(relative loss difference, relative update difference) of one `dtype` step against float32 on one device,
+    and the relative difference of the `dtype` update on all local devices against one device."""
     rng = np.random.default_rng(0)
     batch = {'image': rng.normal(size=(16, *shape)).astype(np.float32),
              'label': rng.integers(0, 10, size=16).astype(np.int32)}
     out, start = {}, {}
-    for d in ('float32', dtype):
+    for d, devices in (('float32', 1), (dtype, 1), ('all', jax.local_device_count())):
         config = quickstart.get_config()
         config.model = ConfigDict(model)
-        config.dtype = d
+        config.dtype = dtype if d == 'all' else d
         task = tasks.get(config.task)
         nets = task.build_nets(config)
         optimizers = task.make_optimizers(config, steps_per_epoch=10, total_steps=10)
         spec = {'image': jax.ShapeDtypeStruct(shape, jnp.float32)}
         # The same float32 parameters for every dtype (a float16 state also holds its loss scale).
         start[d] = jax.jit(functools.partial(task.init_state, config, nets, optimizers, spec))()
-        par = parallel.Parallel(parallel.make_mesh(jax.devices()[:1]))
+        par = parallel.Parallel(parallel.make_mesh(jax.local_devices()[:devices]))
         step = par.compile(task.make_train_step(config, nets, optimizers, axis_name=parallel.AXIS,
                                                 loss_is_global=True), donate=False)
         out[d] = step(start[d], par.shard_batch(batch))
@@ -70,9 +73,10 @@ def one_step(dtype: str, model: dict, shape: tuple[int, ...]) -> tuple[float, fl
         return np.concatenate([np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(s.net.params)])
 
     p0 = flat(state)
-    full, low = flat(out['float32'][0]) - p0, flat(out[dtype][0]) - p0
+    full, low, spread = (flat(out[d][0]) - p0 for d in ('float32', dtype, 'all'))
     loss32, loss_low = float(out['float32'][1]['loss']), float(out[dtype][1]['loss'])
-    return abs(loss_low - loss32) / loss32, float(np.linalg.norm(low - full) / np.linalg.norm(full))
+    return (abs(loss_low - loss32) / loss32, float(np.linalg.norm(low - full) / np.linalg.norm(full)),
+            float(np.linalg.norm(spread - low) / np.linalg.norm(low)))
 
 
 def eval_top1(logdir: str) -> dict[int, float]:
@@ -105,8 +109,9 @@ def main(argv):
     del argv
     print(f'devices: {jax.devices()[0].device_kind} x1; low precision: {FLAGS.dtype}')
     for name in FLAGS.step_models:
-        loss_err, update_err = one_step(FLAGS.dtype, *STEP_MODELS[name])
-        print(f'one step {name:15s} loss rel. diff {loss_err:.2e}   update rel. diff {update_err:.2e}')
+        loss_err, update_err, devices_err = one_step(FLAGS.dtype, *STEP_MODELS[name])
+        print(f'one step {name:15s} vs float32: loss rel. diff {loss_err:.2e}, update rel. diff {update_err:.2e}; '
+              f'{jax.local_device_count()} devices vs 1: update rel. diff {devices_err:.2e}')
     if FLAGS.skip_training:
         return
     steps = [int(s) for s in FLAGS.steps]
