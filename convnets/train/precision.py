@@ -5,14 +5,17 @@ Only the forward and backward passes run in the compute dtype, by casting at app
 - the floating parameters (collection 'params'; never 'batch_stats') are cast to the compute dtype inside the
   differentiated function, so the gradient flows back through the cast and reaches the float32 parameters as
   float32;
-- the network's first argument (the images, or the activations a method takes) is cast too; other arguments
-  (boxes, image sizes, noise shapes) are passed as they are, because box coordinates in bfloat16 would lose whole
+- the network's first argument (the images, a GAN's noise, or the activations a method takes) is cast too; other
+  arguments (boxes, image sizes) are passed as they are, because box coordinates in bfloat16 would lose whole
   pixels;
 - every floating output (logits, box deltas, sown features, returned BatchNorm statistics) comes back in float32,
   so softmax, losses and metrics are float32.
 Flax's layers (dtype None) compute in the dtype their inputs and parameters agree on; BatchNorm computes its batch
 mean and variance in float32 (`force_float32_reductions`, flax's default), keeps its running statistics in float32
 and returns the compute dtype once its scale and bias are cast; LocalResponseNorm sums its squares in float32.
+Under shard_map the cross-device gradient sum adds float32 gradients (`convnets.tasks.sgd.net_value_and_grad`).
+Every task's train step and its evaluators (periodic and final alike) use the policy; pictures (--mode=visualize),
+`convnets.detect` and the Frechet evaluator's fixed LeNet-5 classifier stay float32.
 With 'float32' every cast is the identity and the programs are those of a float32-only build.
 
 float16 (GPUs without bfloat16) also needs loss scaling: its range ends at 6e-8 (6e-5 for full precision), below
