@@ -14,8 +14,9 @@ Flax's layers (dtype None) compute in the dtype their inputs and parameters agre
 mean and variance in float32 (`force_float32_reductions`, flax's default), keeps its running statistics in float32
 and returns the compute dtype once its scale and bias are cast; LocalResponseNorm sums its squares in float32.
 Under shard_map the cross-device gradient sum adds float32 gradients (`convnets.tasks.sgd.net_value_and_grad`).
-Every task's train step and its evaluators (periodic and final alike) use the policy; pictures (--mode=visualize),
-`convnets.detect` and the Frechet evaluator's fixed LeNet-5 classifier stay float32.
+Every task's train step and its evaluators (periodic and final alike, and `convnets.detect`, which predicts as the
+detection evaluator) use the policy; pictures (--mode=visualize) and the Frechet evaluator's fixed LeNet-5
+classifier stay float32.
 With 'float32' every cast is the identity and the programs are those of a float32-only build.
 
 float16 (GPUs without bfloat16) also needs loss scaling: its range ends at 6e-8 (6e-5 for full precision), below
