@@ -5,7 +5,8 @@
 
 XLA reads XLA_FLAGS once per process, so each variant runs benchmarks/train_step.py in its own subprocess (synthetic
 batches, one CPU device, no compilation cache), round after round in turn (baseline, variant 1, variant 2, baseline,
-...), so that load changes on the machine hit every variant alike. Prints each variant's median train images/s,
+...), so that load changes on the machine hit every variant alike (each round starts one variant later, so
+that no variant always runs first). Prints each variant's median train images/s,
 its range, and the ratio to the baseline's median. VARIANTS lists what the pinned jaxlib accepts; any other
 'name=ENV=VALUE[;ENV=VALUE]' item is taken as given, e.g. 'mine=XLA_FLAGS=--xla_cpu_enable_fast_math=true'.
 """
@@ -96,9 +97,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
         p.error(str(e))
     variants = {'baseline': {}, **variants}
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
     for r in range(args.rounds):
-        for name, extra in variants.items():
-            rates[name].append(run_once(environment(extra), args))
+        for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts one variant later
+            rates[name].append(run_once(environment(variants[name]), args))
             print(f'round {r + 1}: {name} {rates[name][-1]:.2f} images/s', flush=True)
     base = statistics.median(rates['baseline'])
     print(f'{args.config}: batch {args.batch}, {args.image_size}x{args.image_size}, {args.rounds} rounds x '
