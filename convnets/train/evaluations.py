@@ -2,7 +2,10 @@
 
 Each entry `config.evals.<name>` has a `type` (one of the task's evaluators), `every` (an interval, '' for none),
 `at_end` (run once when training ends and in --mode=eval) and `results_key` (its key in results.json and its
-TensorBoard prefix); the other fields belong to its type. Evaluators are built (and compiled) on first use.
+TensorBoard prefix); the other fields belong to its type. Evaluators are built (and compiled) on first use; every
+later run of an evaluator, periodic or final, reuses its compiled programs (eval batches are padded to whole
+batches, so the last one is no new shape): a 30-step quickstart run with 3 evaluations compiles one predict and one
+score program (benchmarks/time_to_first_step.py --count_programs).
 
 The metric that the plateau schedule and the "best" bookkeeping watch is `config.optimizer.plateau_metric`,
 '<evaluator name>/<metric>', lower is better.
