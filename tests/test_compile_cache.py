@@ -28,7 +28,7 @@ def _entries(cache: str) -> set[str]:
     return {f for f in os.listdir(cache) if f.endswith('-cache')} if os.path.isdir(cache) else set()
 
 
-@pytest.mark.slow  # two one-step command-line runs (~12 s)
+@pytest.mark.slow  # two one-step command-line runs (~10 s on a quiet machine)
 def test_a_second_run_reads_back_every_program_the_first_one_wrote(tmp_path, digits_dir):
     cache = str(tmp_path / 'cache')
     env = {k: v for k, v in cli.env(num_devices=2).items() if not k.startswith('JAX_PERSISTENT_CACHE')}
@@ -36,15 +36,15 @@ def test_a_second_run_reads_back_every_program_the_first_one_wrote(tmp_path, dig
     env['JAX_DEBUG_LOG_MODULES'] = 'jax._src.compiler'  # Logs each cache hit and miss.
     hits, written = [], []
     for run in ('first', 'second'):
-        cmd = cli.main_command(str(tmp_path / run), digits_dir, '--config.num_train_steps=1',
-                               '--config.batch_size=16', f'--compilation_cache_dir={cache}')
+        cmd = cli.main_command(str(tmp_path / run), digits_dir, '--config.num_train_steps=1', '--config.batch_size=16',
+                               '--config.evals.val.at_end=False', f'--compilation_cache_dir={cache}')
         before = _entries(cache)
         out = subprocess.run(cmd, cwd=cli.ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         hits.append(HIT.findall(out.stderr))
         written.append(_entries(cache) - before)
-    # The project's thresholds cache the init, train step and evaluation programs (not every tiny eager op).
-    assert len(written[0]) >= 4 and not hits[0]
-    assert {'jit__lambda', 'jit_step', 'jit_predict_step'} <= set(hits[1]), hits[1]
+    # The project's thresholds cache the init and train step programs (not every tiny eager op).
+    assert len(written[0]) >= 2 and not hits[0]
+    assert {'jit__lambda', 'jit_step'} <= set(hits[1]), hits[1]
     # Same programs: each one the first run wrote is read back, and nothing new is compiled into the cache.
     assert len(hits[1]) == len(written[0]) and not written[1]
