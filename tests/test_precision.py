@@ -20,7 +20,7 @@ from ml_collections import ConfigDict
 from convnets import parallel, tasks
 from convnets.train import loop, precision
 from experiments import default, quickstart
-from tests import test_gan_task
+from tests import gan_tiny
 
 LOSS_RTOL = 1e-2
 UPDATE_RTOL = 5e-2
@@ -149,7 +149,7 @@ def test_every_task_steps_with_a_float32_state(digits_dir):
     dtype = 'float16'
     from tests import helpers, test_rcnn
 
-    configs = {'gan': (test_gan_task.tiny_config(digits_dir),
+    configs = {'gan': (gan_tiny.tiny_config(digits_dir),
                        {'image': jax.ShapeDtypeStruct((16, 8, 8, 1), jnp.float32)}),
                'detection': (helpers.tiny_fast_rcnn('unused'), _detection_batch(2)),
                'faster_rcnn': (helpers.tiny_faster_rcnn('unused'), _detection_batch(2)),
