@@ -401,11 +401,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report = {'device_kind': kind, 'platform': jax.default_backend(), 'devices': len(jax.local_devices()),
               'jax': jax.__version__, 'tiny': args.tiny, 'steps': args.steps, 'warmup': args.warmup,
               'results': records}
-    if args.json_out:
-        with open(args.json_out, 'w') as f:
-            json.dump(report, f, indent=1)
-        print(f'wrote {args.json_out}')
+    write_json(args.json_out, report)
     return report
+
+
+def write_json(path: str, report: dict) -> None:
+    """Writes a benchmark's figures to `path` (nothing when it is ''), for benchmarks/records."""
+    if path:
+        with open(path, 'w') as f:
+            json.dump(report, f, indent=1)
+        print(f'wrote {path}')
 
 
 if __name__ == '__main__':

@@ -18,7 +18,6 @@ without one, or without torch, that contender is skipped with a message.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -135,10 +134,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         batch, size = (TINY[1], TINY[2]) if args.tiny else DEFAULTS[model]
         results.append(compare(model, args.batch or batch, args.image_size or size, args))
     report = {'device_kind': jax.devices()[0].device_kind, 'jax': jax.__version__, 'results': results}
-    if args.json_out:
-        with open(args.json_out, 'w') as f:
-            json.dump(report, f, indent=1)
-        print(f'wrote {args.json_out}')
+    contenders._accelerator_benchmark().write_json(args.json_out, report)
     return report
 
 

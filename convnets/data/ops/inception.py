@@ -111,6 +111,13 @@ def _crop_resized(
     return replace(box_ops.transform(features, boxes_key, follow), key, out)
 
 
+def _inception_args(size, area_min, area_max, ratio_min, ratio_max, max_attempts, key, boxes_key):
+    """(output size, box sampler arguments, boxes key) of ``inception_crop`` and its fused decode, checked once."""
+    _check_box_args(area_min, area_max, ratio_min, ratio_max, max_attempts, "inception_crop")
+    box_args = (area_min, area_max, ratio_min, ratio_max, max_attempts)
+    return hw_size(size, "inception_crop"), box_args, box_ops.follow(key, boxes_key)
+
+
 @register("inception_crop")
 def inception_crop(
     size: int | Sequence[int],
@@ -135,10 +142,8 @@ def inception_crop(
     ``ratio_min=0.75``, not ``3/4``. Right after ``decode`` (``'decode(3)|inception_crop(224)'``) on a JPEG,
     only the box is decoded (``inception_crop_fused``): same box, same pixels, less work.
     """
-    out_hw = hw_size(size, "inception_crop")
-    _check_box_args(area_min, area_max, ratio_min, ratio_max, max_attempts, "inception_crop")
-    box_args = (area_min, area_max, ratio_min, ratio_max, max_attempts)
-    boxes_key = box_ops.follow(key, boxes_key)
+    out_hw, box_args, boxes_key = _inception_args(size, area_min, area_max, ratio_min, ratio_max, max_attempts,
+                                                  key, boxes_key)
 
     def fn(features: Features, seed: tf.Tensor) -> Features:
         image = read(features, key, "inception_crop")
@@ -168,9 +173,8 @@ def inception_crop_fused(
 ) -> OpFn:
     """``decode(channels)|inception_crop(...)`` for one ENCODED image: the box is drawn from the encoded image's
     shape (``tf.io.extract_jpeg_shape``), with the same seed, and only the box is decoded (``decode_window``)."""
-    out_hw = hw_size(size, "inception_crop")
-    box_args = (area_min, area_max, ratio_min, ratio_max, max_attempts)
-    boxes_key = box_ops.follow(key, boxes_key)
+    out_hw, box_args, boxes_key = _inception_args(size, area_min, area_max, ratio_min, ratio_max, max_attempts,
+                                                  key, boxes_key)
 
     def fn(features: Features, seed: tf.Tensor) -> Features:
         encoded = read(features, key, "inception_crop")
