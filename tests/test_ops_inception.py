@@ -120,6 +120,43 @@ def test_photometric_distort_range_determinism_identity():
             ops.parse(f"photometric_distort({bad})")
 
 
+def _photometric_reference(image: np.ndarray, seed: tf.Tensor, order: tuple[int, ...]) -> np.ndarray:
+    """Slim's distort_color written out: the same draws (the op's seed split), components in [0, 1] scale,
+    clipped after every one."""
+    _, s_b, s_c, s_s, s_h = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+    delta_b = tf.random.stateless_uniform([], s_b, -32.0, 32.0)
+    factor_c = tf.random.stateless_uniform([], s_c, 0.5, 1.5)
+    factor_s = tf.random.stateless_uniform([], s_s, 0.5, 1.5)
+    delta_h = tf.random.stateless_uniform([], s_h, -0.2, 0.2)
+    x = tf.constant(image, tf.float32) / 255.0
+    components = [
+        lambda x: x + delta_b / 255.0,
+        lambda x: tf.image.adjust_contrast(x, factor_c),
+        lambda x: tf.image.adjust_saturation(x, factor_s),
+        lambda x: tf.image.adjust_hue(x, delta_h),
+    ]
+    for i in order:
+        x = tf.clip_by_value(components[i](x), 0.0, 1.0)
+    return (x * 255.0).numpy()
+
+
+def test_photometric_distort_matches_clip_every_component_reference():
+    """The op skips the rescaling and the clips that cannot change a value (saturation and hue keep each pixel's
+    HSV value); the result is the clip-after-every-component composition, to float rounding, in the fixed order
+    and in the drawn order."""
+    image = _image(24, 32).astype(np.float32)
+    fixed = ops.get("photometric_distort", random_order=False)
+    drawn = ops.get("photometric_distort")
+    for seed in _seeds(12):
+        out = fixed({"image": tf.constant(image)}, seed)["image"].numpy()
+        np.testing.assert_allclose(out, _photometric_reference(image, seed, (0, 1, 2, 3)), atol=2e-3)
+        order_seed = tf.random.experimental.stateless_split(seed, 5)[0]
+        order = tuple(int(i) for i in tf.argsort(tf.random.stateless_uniform([4], order_seed)))
+        out = drawn({"image": tf.constant(image)}, seed)["image"].numpy()
+        np.testing.assert_allclose(out, _photometric_reference(image, seed, order), atol=2e-3)
+        assert out.min() >= 0 and out.max() <= 255
+
+
 def test_photometric_distort_grey_and_components():
     ramp = np.linspace(20, 230, 12 * 16).reshape(12, 16, 1)
     grey = np.repeat(ramp, 3, axis=-1).astype(np.float32)

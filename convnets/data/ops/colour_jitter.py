@@ -84,9 +84,12 @@ def photometric_distort(
     = [0.5, 1.5], hue shift ``U(-hue, hue)`` = +-0.2 of the hue circle. All four draws come from the
     example's seed. With ``random_order`` (default) the four are applied in a random order per image (a
     random permutation from the seed; Slim picks one of four fixed orders), else in the fixed
-    order brightness, contrast, saturation, hue. The result is clipped to [0, 255] after every
-    component (so hue/saturation see valid colours). Passing 0 disables a component; all four
-    0 is the identity (cast to float32). Saturation and hue need RGB images (3 static channels).
+    order brightness, contrast, saturation, hue. Brightness and contrast clip to [0, 255] (so
+    saturation and hue see valid colours); saturation and hue keep each pixel's HSV value and so stay
+    within [0, 255] by themselves (one final clip only catches float rounding). TensorFlow's HSV kernels
+    are scale-invariant, so they run on the 0..255 values directly (no /255, *255 passes). Passing 0
+    disables a component; all four 0 is the identity (cast to float32). Saturation and hue need RGB
+    images (3 static channels).
     """
     brightness, contrast, saturation, hue = (float(v) for v in (brightness, contrast, saturation, hue))
     if brightness < 0:
@@ -117,18 +120,21 @@ def photometric_distort(
         components = [
             lambda x: clip(x + delta_b),
             lambda x: clip(tf.image.adjust_contrast(x, factor_c)),
-            lambda x: clip(tf.image.adjust_saturation(x / 255.0, factor_s) * 255.0),
-            lambda x: clip(tf.image.adjust_hue(x / 255.0, delta_h) * 255.0),
+            # HSV with the pixel's value (max channel) kept: no clip needed, and no rescaling to [0, 1].
+            lambda x: tf.image.adjust_saturation(x, factor_s),
+            lambda x: tf.image.adjust_hue(x, delta_h),
         ]
         components = [f if on else (lambda x: x) for f, on in zip(components, enabled, strict=True)]
         if not random_order:
             for f in components:
                 image = f(image)
-            return replace(features, key, image)
-        order = tf.argsort(tf.random.stateless_uniform([4], s_order))
-        for step in range(4):
-            image = tf.switch_case(order[step], [lambda f=f, x=image: f(x) for f in components])
-        image.set_shape(original.shape)
+        else:
+            order = tf.argsort(tf.random.stateless_uniform([4], s_order))
+            for step in range(4):
+                image = tf.switch_case(order[step], [lambda f=f, x=image: f(x) for f in components])
+            image.set_shape(original.shape)
+        if saturation > 0 or hue > 0:
+            image = clip(image)  # Float rounding of the HSV round trip can leave 255 by an ulp.
         return replace(features, key, image)
 
     return fn
