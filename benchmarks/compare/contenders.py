@@ -195,6 +195,17 @@ def flax_example(model: str, batch: int, size: int, num_classes: int, tiny: bool
 # ---------------------------------------------------------------------------------------------- torch
 
 
+def preload_torch() -> None:
+    """Imports torch and torchvision, if installed, before anything imports TensorFlow (which convnets does):
+    torchvision 0.29 imported after TensorFlow 2.21 crashes the process (segmentation fault; seen here with torch
+    2.14.1), the other order works."""
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass  # torch_reference says so when it is asked for.
+
+
 def torch_reference(model: str, batch: int, size: int, num_classes: int, tiny: bool = False) -> Runner:
     """torchvision's model, channels_last, torch.optim.SGD (coupled weight decay, as ours) on the CPU."""
     try:

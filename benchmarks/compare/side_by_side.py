@@ -125,6 +125,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if 'torch' in args.contenders:
+        contenders.preload_torch()  # Before convnets imports TensorFlow.
     import jax
 
     print(f'device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, '
