@@ -143,7 +143,7 @@ def _process_split(data: ConfigDict) -> str:
 
 def _rows_of(process_index: int, local: int, read_batch: int) -> Callable:
     """Predicate on (position, ...) keeping rows [p * local, (p + 1) * local) of every batch of read_batch rows."""
-    return lambda i, *rest: (i % read_batch) // local == process_index
+    return records.no_autograph(lambda i, *rest: (i % read_batch) // local == process_index)
 
 
 def options(data: ConfigDict) -> tf.data.Options:
@@ -239,9 +239,9 @@ def train_batches(
         ds = ds.skip(tf.where(e == start_epoch, tf.constant(skip * read_batch, tf.int64), 0))
         if slice_rows:
             ds = ds.filter(_rows_of(process_index, local, read_batch))
-        return ds.map(lambda i, x: (x, tf.stack([seed_t, e_stream * n + i])))
+        return ds.map(records.no_autograph(lambda i, x: (x, tf.stack([seed_t, e_stream * n + i]))))
 
-    ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch)
+    ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(records.no_autograph(epoch))
     fn = records.example_fn(builder, data.train_preprocess, keys, bool(data.fuse_decode))
     return _finish(ds, fn, local, data, builder, split)
 
@@ -276,7 +276,7 @@ def eval_batches(
         raise ValueError(f"eval split {split!r} is empty for process {process_index} of {process_count}")
 
     def tag(mask: float) -> Callable:
-        return lambda i, x: (i, x, tf.stack([tf.constant(EVAL_SEED, tf.int64), offset + i]), mask)
+        return records.no_autograph(lambda i, x: (i, x, tf.stack([tf.constant(EVAL_SEED, tf.int64), offset + i]), mask))
 
     ds = raw.enumerate().map(tag(1.0))
     if total > n:
@@ -285,7 +285,7 @@ def eval_batches(
         ds = ds.concatenate(pad)
     if read_batch != local:
         ds = ds.filter(_rows_of(process_index, local, read_batch))
-    ds = ds.map(lambda i, x, seed, mask: (x, seed, mask))
+    ds = ds.map(records.no_autograph(lambda i, x, seed, mask: (x, seed, mask)))
     fn = records.example_fn(builder, data.eval_preprocess, keys, bool(data.fuse_decode))
     return _finish(ds, fn, local, data, builder, split)
 
