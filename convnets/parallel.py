@@ -159,16 +159,21 @@ class Parallel:
         sharding = NamedSharding(Mesh(np.array(self._local_devices), (AXIS,)), P(AXIS))
         return jax.device_put(batch, sharding)
 
-    def device_batches(self, local_batches: Iterable[Mapping[str, np.ndarray]], prefetch: int
+    def device_batches(self, local_batches: Iterable[Mapping[str, np.ndarray]], prefetch: int,
+                       transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
                        ) -> Iterator[dict[str, Any]]:
         """The compiled step's batches, each put on the devices `prefetch` batches ahead of its step (0: when it
-        is taken, as `shard_batch`), so that host-to-device transfers overlap the steps before it."""
+        is taken, as `shard_batch`), so that host-to-device transfers overlap the steps before it; `transform`
+        (a jitted per-example function, e.g. `data.device_preprocess`) is dispatched on each batch once it is
+        there."""
         if prefetch < 0:
             raise ValueError(f'data.device_prefetch={prefetch}: the number of batches put on the devices ahead of '
                              f'the step must be >= 0 (0: none).')
         if prefetch == 0:
-            return (self.shard_batch(b) for b in local_batches)
-        return device_prefetch(local_batches, self.put_batch, prefetch)
+            put = self.shard_batch if transform is None else (lambda b: transform(self.shard_batch(b)))
+            return (put(b) for b in local_batches)
+        put = self.put_batch if transform is None else (lambda b: transform(self.put_batch(b)))
+        return device_prefetch(local_batches, put, prefetch)
 
     def compile(self, fn: Callable, *, donate: bool = True) -> Callable:
         """`fn(state, batch) -> (state_or_other, metrics)`, written per device, run over the whole mesh.

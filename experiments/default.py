@@ -13,6 +13,8 @@ Schema
   data.threads, data.ram_budget_gb, data.fuse_decode   input pipeline speed, never values: tf.data's private
                            thread pool (0: shared), autotune memory budget (0: default), JPEG crop-window decoding.
   data.device_prefetch     batches copied onto the devices ahead of the train step (default 2; 0: off).
+  data.device_preprocess   ops run on the devices after data.train_preprocess, per training example, e.g.
+                           'photometric_distort|subtract_mean(M)' ('': none; `convnets.data.device_ops`).
   batch_size               GLOBAL batch size (all devices of all processes together).
   num_train_steps          > 0 to fix the step count; otherwise derived from `num_epochs`.
   optimizer.*              SGD with momentum, weight decay and a learning-rate schedule (`convnets.train.optim`).
@@ -74,6 +76,9 @@ def get_config() -> config_dict.ConfigDict:
     c.data.fuse_decode = True
     # Global batches put on the devices ahead of their step (host-to-device copies overlap the step); 0: off.
     c.data.device_prefetch = 2
+    # Training ops run on the devices, on each batch, after train_preprocess (per-pixel colour work that would
+    # cost host cores; convnets.data.device_ops): same transforms as the host ops of the same names, JAX's draws.
+    c.data.device_preprocess = ''
     # The features a batch holds after preprocessing (eval batches add 'mask'); each must have a static shape.
     c.data.batch_keys = ('image', 'label')
 

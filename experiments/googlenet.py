@@ -8,6 +8,10 @@ parameters for the evaluated model. Test (sec. 7): 144 crops per image (4 scales
 softmax averaged. Our choices where the paper is silent: base rate 0.04 at batch 256 (Caffe's bvlc_googlenet uses
 0.01 at batch 32), weight decay 2e-4 (as bvlc_googlenet), 60 epochs, EMA decay 0.9999.
 Paper result (ILSVRC-2014, 1 model): 10.07% top-5 error with 1 crop, 7.89% with 144 crops (Table 3).
+The photometric distortions and the mean subtraction run on the accelerator (data.device_preprocess, the same
+transforms as the host ops of those names): per pixel they cost a host core as much as the JPEG decode (WORKSPACE,
+issue 16). All on the host instead: --config.data.device_preprocess=''
+--config.data.train_preprocess='decode(3)|inception_crop(224)|flip_lr|photometric_distort|subtract_mean(...)'.
 
 Run:
   python -m convnets.main --config=experiments/googlenet.py --workdir=/tmp/googlenet
@@ -44,7 +48,8 @@ def get_config():
     c.model.aux_heads = True
     c.aux_loss_weight = 0.3  # Sec. 5: auxiliary losses weighted by 0.3, discarded at inference.
     c.ema_decay = 0.9999  # Sec. 6: Polyak averaging for the final model.
-    c.data.train_preprocess = f'decode(3)|inception_crop(224)|flip_lr|photometric_distort|{MEAN}'
+    c.data.train_preprocess = 'decode(3)|inception_crop(224)|flip_lr'
+    c.data.device_preprocess = f'photometric_distort|{MEAN}'  # Sec. 6's distortions, on the accelerator.
     c.data.eval_preprocess = f'decode(3)|resize_short(256)|center_crop(224)|{MEAN}'
     default.add_test_protocol(c, crops_144(), crops=True)
     c.batch_size = 256

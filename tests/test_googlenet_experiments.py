@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from convnets import models, parallel
-from convnets.data import ops
+from convnets.data import device_ops, ops
 from convnets.tasks import base, classification
 from experiments import imagenet
 from tests import cli
@@ -27,7 +27,8 @@ def test_recipe(name, aux):
     c = module.get_config()
     for spec in (c.data.train_preprocess, c.data.eval_preprocess, *(v for ev in c.evals.values() for v in ev.views)):
         ops.parse(spec)
-    assert 'inception_crop(224)' in c.data.train_preprocess and 'photometric_distort' in c.data.train_preprocess
+    assert 'inception_crop(224)' in c.data.train_preprocess and 'photometric_distort' in c.data.device_preprocess
+    device_ops.parse(c.data.device_preprocess)
     assert c.ema_decay > 0 and c.aux_loss_weight == (0.3 if aux else 0.0)
     variables = jax.eval_shape(base.build_model(c.model).init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
     assert ('aux1_layer' in variables['params']) == aux
@@ -62,7 +63,7 @@ def test_experiment_runs_from_the_command_line(tmp_path, imagenet_dir, name):
     cmd = [*cli.main_command(workdir, data_dir, config=f'experiments/{name}.py'),
            f'--config.data.manual_dir={manual_dir}', '--config.batch_size=4', '--config.eval_batch_size=4',
            '--config.num_train_steps=2', '--config.log_every=1',
-           f'--config.data.train_preprocess=decode(3)|inception_crop(96)|flip_lr|photometric_distort|{MEAN}',
+           '--config.data.train_preprocess=decode(3)|inception_crop(96)|flip_lr',  # + the recipe's device ops
            f'--config.data.eval_preprocess=decode(3)|resize_short(100)|center_crop(96)|{MEAN}',
            f"--config.evals.test.views=('decode(3)|{MEAN}|googlenet_crops(96, 100)',)"]
     proc = cli.run(cmd, num_devices=2)

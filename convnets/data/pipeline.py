@@ -242,7 +242,8 @@ def train_batches(
         return ds.map(records.no_autograph(lambda i, x: (x, tf.stack([seed_t, e_stream * n + i]))))
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(records.no_autograph(epoch))
-    fn = records.example_fn(builder, data.train_preprocess, keys, bool(data.fuse_decode))
+    fn = records.example_fn(builder, data.train_preprocess, keys, bool(data.fuse_decode),
+                            device_seed=bool(data.get("device_preprocess", "").strip()))
     return _finish(ds, fn, local, data, builder, split)
 
 

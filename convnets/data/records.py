@@ -33,6 +33,10 @@ def encoded_features(builder: tfds.core.DatasetBuilder) -> dict[str, tfds.featur
     }
 
 
+# Salt of the device ops' seeds: independent of every host op's (those fold in their position, then a crc32).
+DEVICE_SEED_SALT = 0x64657669
+
+
 def no_autograph(fn: Callable) -> Callable:
     """``fn`` for tf.data as it is written, without AutoGraph's source rewriting (which tf.data applies to every
     mapped function by default). The ops and the pipeline's functions are plain TensorFlow that branches in Python
@@ -94,9 +98,13 @@ def _batch_dtype(key: str, value: tf.Tensor) -> tf.Tensor:
 
 
 def example_fn(
-    builder: tfds.core.DatasetBuilder, spec: str, keys: Sequence[str], fuse_decode: bool = True
+    builder: tfds.core.DatasetBuilder, spec: str, keys: Sequence[str], fuse_decode: bool = True,
+    device_seed: bool = False,
 ) -> Callable:
     """Returns ``fn(record, seed[, mask]) -> {key: tensor for key in keys}`` (plus 'mask' when given).
+
+    With ``device_seed``, each example also gets ``'device_seed'``: uint32[2] key data for the ops of
+    ``data.device_preprocess`` (``convnets.data.device_ops``), drawn from the example's seed.
 
     With a mask (eval padding), rows with mask 0 have every key zeroed (False for bools), so nothing depends
     on which record padded. An image of variable size whose spec starts with a fused decode with its channel
@@ -125,6 +133,9 @@ def example_fn(
             if key not in features:
                 raise _missing(key, features, spec, builder.name, builder.info.features)
             out[key] = _batch_dtype(key, features[key])
+        if device_seed:
+            salted = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), DEVICE_SEED_SALT)
+            out["device_seed"] = tf.random.stateless_uniform([2], salted, minval=None, maxval=None, dtype=tf.uint32)
         if mask is not None:
             out = {k: tf.where(mask > 0, v, tf.zeros_like(v)) for k, v in out.items()}
             out["mask"] = mask

@@ -88,6 +88,8 @@ class Task(abc.ABC):
                                              'shuffle_buffer', 'process_split')}}
         # The compute dtype changes the numbers; named only when not float32, so that the workdirs of runs from
         # before mixed precision existed resume as they are.
+        if data.get('device_preprocess', ''):  # Named only when set: older workdirs resume as they are.
+            out['data']['device_preprocess'] = data.device_preprocess
         if config.get('dtype', 'float32') != 'float32':
             out['precision'] = {'dtype': config.dtype, 'loss_scale': config.get('loss_scale', 'dynamic')}
         return out
@@ -96,6 +98,10 @@ class Task(abc.ABC):
         """Raises ValueError for settings that cannot be right (before anything is built or trained)."""
         optim.validate(config.optimizer)
         precision.validate(config)
+        if config.data.get('device_preprocess', ''):
+            from convnets.data import device_ops
+
+            device_ops.parse(config.data.device_preprocess)  # A ValueError names the valid ops.
 
     @abc.abstractmethod
     def build_nets(self, config: ConfigDict) -> dict[str, nn.Module]:

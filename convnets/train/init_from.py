@@ -138,8 +138,10 @@ def check_preprocessing(config: ConfigDict, meta: dict[str, Any], *, train: bool
         return
     ops = record['preprocessing']['value_ops']
     specs = {'data.eval_preprocess': config.data.eval_preprocess}
-    if train:
-        specs['data.train_preprocess'] = config.data.train_preprocess
+    if train:  # The value ops may run on the devices, after the host's.
+        device = config.data.get('device_preprocess', '')
+        name = 'data.train_preprocess' + ('|data.device_preprocess' if device else '')
+        specs[name] = '|'.join(filter(None, (config.data.train_preprocess, device)))
     for name, spec in specs.items():
         if ops not in spec:
             logging.warning(

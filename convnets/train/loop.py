@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
 from convnets import parallel, tasks
-from convnets.data import pipeline
+from convnets.data import device_ops, pipeline
 from convnets.train import checkpoint, init_from, intervals, optim, progress
 from convnets.train.evaluations import Evaluations, improved
 from convnets.train.state import TrainState, num_params
@@ -226,8 +226,11 @@ def _train_and_evaluate(config: ConfigDict, workdir: str, devices: Sequence[jax.
     # Batches go onto the devices data.device_prefetch steps ahead of their step. The data position a checkpoint
     # records is its step (the pipeline restarts from start_step), so batches read ahead are simply read again
     # after a resume. Only the batches of this run's steps are read.
+    device_preprocess = config.data.get('device_preprocess', '')
     batches = par.device_batches(itertools.islice(local_batches, max(0, total_steps - start_step)),
-                                 prefetch=config.data.device_prefetch)
+                                 prefetch=config.data.device_prefetch,
+                                 transform=jax.jit(device_ops.batch_fn(device_preprocess)) if device_preprocess
+                                 else None)
     train_step = par.compile(s.task.make_train_step(config, s.nets, s.optimizers, axis_name=parallel.AXIS,
                                                     loss_is_global=par.loss_is_global))
     plateau = optim.plateau(config.optimizer)
