@@ -4,7 +4,10 @@
       [--source=tfds,memory] [--seconds=4] [--batch=32] [--tiny]
 
 Chains are the specs the experiment files spell (``data.train_preprocess`` / ``data.eval_preprocess`` of
-experiments/alexnet.py, vgg16.py (scale jitter 256-512), googlenet.py and resnet50.py), plus 'decode' (the full
+experiments/alexnet.py, vgg16.py (scale jitter 256-512), googlenet.py and resnet50.py). GoogLeNet's photometric
+distortions and mean subtraction run on the devices (``data.device_preprocess``): 'googlenet' is the host part,
+'googlenet_all_host' the whole chain on the host, and 'googlenet_device' the device ops' images/s on JAX's default
+device (batches of 224x224 already there). Plus 'decode' (the full
 JPEG decode alone, then a 32x32 centre crop so that the batches have one shape, for reference). The JPEGs are
 synthetic but ILSVRC-like: ImageNet's common sizes (500x375, 375x500, 500x333, 400x500, ... and some larger),
 smooth colour fields with texture, 4:2:0 at quality 90, about 110 KB each (the ILSVRC-2012 train average); their
@@ -55,17 +58,48 @@ SIZES = ((375, 500), (500, 375), (333, 500), (500, 333), (400, 500), (500, 400),
 SYNSETS = ('n01440764', 'n01443537', 'n01484850', 'n01491361')  # First ImageNet classes (TFDS checks the names).
 
 
-def chains() -> dict[str, str]:
-    """Name -> preprocessing spec, as the experiment files spell them."""
+def _recipes() -> dict:
     from experiments import alexnet, googlenet, resnet50, vgg16
 
+    return {name: module.get_config() for name, module in
+            (('alexnet', alexnet), ('vgg', vgg16), ('googlenet', googlenet), ('resnet', resnet50))}
+
+
+def chains() -> dict[str, str]:
+    """Name -> preprocessing spec, as the experiment files spell them; for a recipe with device ops
+    (``data.device_preprocess``), '<name>' is its host part and '<name>_all_host' the whole chain on the host."""
     # The full decode alone (a 32x32 crop of it makes batches of one shape), for reference.
     out = {'decode': 'decode(3)|center_crop(32)'}
-    for name, module in (('alexnet', alexnet), ('vgg', vgg16), ('googlenet', googlenet), ('resnet', resnet50)):
-        config = module.get_config()
+    for name, config in _recipes().items():
         out[name] = config.data.train_preprocess
+        if config.data.device_preprocess:
+            out[f'{name}_all_host'] = f'{config.data.train_preprocess}|{config.data.device_preprocess}'
         out[f'{name}_eval'] = config.data.eval_preprocess
     return out
+
+
+def device_chains() -> dict[str, str]:
+    """Recipe name -> its ``data.device_preprocess`` (the recipes that have one)."""
+    return {name: c.data.device_preprocess for name, c in _recipes().items() if c.data.device_preprocess}
+
+
+def device_rate(spec: str, batch: int, size: int, seconds: float) -> float:
+    """Images/s of the device ops ``spec`` on a [batch, size, size, 3] batch on JAX's default device (jitted)."""
+    import jax
+
+    from convnets.data import device_ops
+
+    fn = jax.jit(device_ops.batch_fn(spec))
+    rng = np.random.default_rng(0)
+    batch_ = {'image': jax.device_put(rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)),
+              'device_seed': jax.device_put(rng.integers(0, 2**32, (batch, 2), dtype=np.uint32))}
+    jax.block_until_ready(fn(batch_))
+    count, start = 0, time.perf_counter()
+    while True:
+        jax.block_until_ready(fn(batch_))
+        count += batch
+        if time.perf_counter() - start >= seconds and count >= 3 * batch:
+            return count / (time.perf_counter() - start)
 
 
 def make_jpegs(n: int, seed: int = 0, tiny: bool = False) -> list[bytes]:
@@ -195,6 +229,16 @@ def run(selected: dict[str, str], sources: list[str], images: int, threads: int,
                                  'per_core': rate / cores, 'per_cpu_s': per_cpu_s})
                     echo(f'{name:15s} {source:6s} {label:9s} {rate:8.1f} images/s {rate / cores:8.1f} per core '
                          f'{per_cpu_s:8.1f} per CPU-s')
+    for name, spec in device_chains().items():
+        if name in selected or f'{name}_all_host' in selected:
+            import jax
+
+            size = 32 if tiny else 224
+            rate = device_rate(spec, batch, size, seconds)
+            rows.append({'chain': f'{name}_device', 'source': jax.default_backend(), 'decode': 'jax',
+                         'images_s': rate, 'per_core': None, 'per_cpu_s': None})
+            echo(f'{name + "_device":15s} {jax.default_backend():6s} jax       {rate:8.1f} images/s of {size}x{size} '
+                 f'on {jax.devices()[0].device_kind}: data.device_preprocess {spec!r}')
     echo('specs: ' + '; '.join(f'{n}: {s}' for n, s in selected.items()))
     return rows
 

@@ -198,6 +198,9 @@ def test_input_pipeline_benchmark_tiny():
     assert [(r["chain"], r["source"], r["decode"]) for r in rows] == [
         ("googlenet", "tfds", "fused"), ("googlenet", "tfds", "unfused"), ("googlenet", "memory", "fused"),
         ("googlenet", "memory", "unfused"), ("decode", "tfds", "no fusion"), ("decode", "memory", "no fusion"),
+        ("googlenet_device", "cpu", "jax"),
     ]
-    assert all(r["images_s"] > 0 and r["per_core"] == r["images_s"] and r["per_cpu_s"] > 0 for r in rows)
+    assert chains["googlenet_all_host"].startswith(chains["googlenet"] + "|photometric_distort|subtract_mean(")
+    assert all(r["images_s"] > 0 for r in rows)
+    assert all(r["per_core"] == r["images_s"] and r["per_cpu_s"] > 0 for r in rows[:-1])
     assert any("images/s" in line for line in lines) and "8 JPEGs" in lines[0]
