@@ -41,6 +41,7 @@ Paper recipes as spec strings (``M`` = ``convnets.data.constants.IMAGENET_RGB_ME
     AlexNet train:   decode(3)|resize((256, 256))|random_crop(224)|flip_lr|pca_lighting(0.1)|subtract_mean(M)
     VGG train:       decode(3)|random_resize_short(256, 512)|random_crop(224)|flip_lr|rgb_colour_shift|subtract_mean(M)
     GoogLeNet train: decode(3)|inception_crop(224)|flip_lr|photometric_distort|subtract_mean(M)
+                     (the recipe runs the last two on the devices: data.device_preprocess, ``device_ops``)
     ResNet train:    decode(3)|random_resize_short(256, 480)|random_crop(224)|flip_lr|pca_lighting|subtract_mean(M)
     detection:       decode|objects_to_boxes|random_resize_short(480, 576)|random_crop(448)|flip_lr|pad_boxes(50)
     C3D-style clips: decode|random_temporal_crop(16)|resize((128, 171))|random_crop(112)|flip_lr|subtract_mean(M)
