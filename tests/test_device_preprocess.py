@@ -65,6 +65,10 @@ def test_an_unknown_device_op_is_refused_before_anything_runs(digits_dir):
         tasks.get(config.task).validate(config)
     config.data.device_preprocess = DEVICE
     tasks.get(config.task).validate(config)
+    config.data.batch_keys = ('label',)
+    with pytest.raises(ValueError, match=r"transforms the batch's 'image', but data.batch_keys=\('label',\)"):
+        tasks.get(config.task).validate(config)
+    config.data.batch_keys = ('image', 'label')
     assert tasks.get(config.task).run_config(config)['data']['device_preprocess'] == DEVICE
 
 

@@ -102,6 +102,10 @@ class Task(abc.ABC):
             from convnets.data import device_ops
 
             device_ops.parse(config.data.device_preprocess)  # A ValueError names the valid ops.
+            if 'image' not in tuple(config.data.batch_keys):
+                raise ValueError(f'data.device_preprocess={config.data.device_preprocess!r} transforms the batch\'s '
+                                 f"'image', but data.batch_keys={tuple(config.data.batch_keys)} has none: add it, or "
+                                 "set --config.data.device_preprocess=''")
 
     @abc.abstractmethod
     def build_nets(self, config: ConfigDict) -> dict[str, nn.Module]:
