@@ -169,10 +169,8 @@ class Parallel:
         if prefetch < 0:
             raise ValueError(f'data.device_prefetch={prefetch}: the number of batches put on the devices ahead of '
                              f'the step must be >= 0 (0: none).')
-        if prefetch == 0:
-            put = self.shard_batch if transform is None else (lambda b: transform(self.shard_batch(b)))
-            return (put(b) for b in local_batches)
-        put = self.put_batch if transform is None else (lambda b: transform(self.put_batch(b)))
+        place = self.put_batch if prefetch else self.shard_batch
+        put = place if transform is None else (lambda b: transform(place(b)))
         return device_prefetch(local_batches, put, prefetch)
 
     def compile(self, fn: Callable, *, donate: bool = True) -> Callable:

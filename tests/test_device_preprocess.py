@@ -35,8 +35,10 @@ def test_training_batches_carry_device_seeds(digits_dir):
     next(stream)
     c = next(stream)
     np.testing.assert_array_equal(b['device_seed'], c['device_seed'])  # Resuming at step 1 gives step 1's keys.
-    data.device_preprocess = ''
-    assert 'device_seed' not in next(pipeline.train_batches(data, global_batch_size=16, seed=0))
+    for off in ('', '  '):  # Blank is off everywhere (pipeline.device_spec): no seeds, no transform.
+        data.device_preprocess = off
+        assert pipeline.device_spec(data) == ''
+        assert 'device_seed' not in next(pipeline.train_batches(data, global_batch_size=16, seed=0))
     assert pipeline.element_spec(_config(digits_dir).data)['image'][0] == (32, 32, 3)
 
 

@@ -83,3 +83,28 @@ def test_init_from_skips_a_damaged_checkpoint(tmp_path, digits_dir):
     helpers.assert_trees_equal(nets['model']['params'], good)
     assert os.path.isdir(os.path.join(source, 'checkpoints', '3'))  # another run's workdir: nothing moved
     json.dumps(meta)  # the provenance is JSON
+
+
+def test_imported_weights_warn_when_the_pipeline_lacks_their_normalisation(monkeypatch, digits_dir):
+    """check_preprocessing reads the host spec and, for training, the device ops after it."""
+    warnings = []
+    monkeypatch.setattr(init_from.logging, 'warning', lambda msg, *args: warnings.append(msg % args))
+    ops = 'subtract_mean((123.68, 116.779, 103.939))'
+    meta = {'init_from': {'pretrained': {'framework': 'torchvision', 'name': 'googlenet',
+                                         'preprocessing': {'value_ops': ops, 'description': 'ImageNet mean'}}}}
+    config = helpers.tiny_config(digits_dir)
+    config.data.eval_preprocess = f'decode|to_rgb|{ops}'
+    config.data.train_preprocess = 'decode|to_rgb'
+    config.data.device_preprocess = f'photometric_distort|{ops}'
+    init_from.check_preprocessing(config, meta, train=True)
+    assert warnings == []
+    config.data.device_preprocess = 'photometric_distort'
+    init_from.check_preprocessing(config, meta, train=True)
+    assert len(warnings) == 1
+    assert "data.train_preprocess|data.device_preprocess='decode|to_rgb|photometric_distort' does not apply" in (
+        warnings[0])
+    config.data.device_preprocess = ''
+    init_from.check_preprocessing(config, meta, train=False)  # Evaluation reads eval_preprocess only.
+    assert len(warnings) == 1
+    init_from.check_preprocessing(config, meta, train=True)
+    assert "data.train_preprocess='decode|to_rgb' does not apply" in warnings[1]

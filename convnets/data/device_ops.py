@@ -24,9 +24,10 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from convnets.data.constants import IMAGENET_EIGVAL, IMAGENET_EIGVEC
+from convnets.data.ops import core as host_ops
+from convnets.data.ops.colour_jitter import pca_lighting_args, photometric_strengths
 
 ImageFn = Callable[[jax.Array, jax.Array], jax.Array]
 SEED_KEY = 'device_seed'  # The per-example key data the pipeline adds to training batches.
@@ -46,12 +47,6 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _per_channel(values, what: str) -> jax.Array:
-    array = np.asarray(values, np.float32).reshape(-1)
-    if array.size not in (1, 3):
-        raise ValueError(f'{what}: give one number or one per channel, got {values!r}')
-    return jnp.asarray(array)
-
 
 # ----------------------------------------------------------------------------------------------- colour
 
@@ -59,7 +54,7 @@ def _per_channel(values, what: str) -> jax.Array:
 @register('subtract_mean')
 def subtract_mean(mean: float | Sequence[float]) -> ImageFn:
     """The host ``subtract_mean``: a per-channel mean in 0..255 units (AlexNet sec. 2, VGG sec. 2.1)."""
-    mean_a = _per_channel(mean, 'subtract_mean')
+    mean_a = jnp.asarray(host_ops.per_channel(mean, 'subtract_mean'), jnp.float32)
     return lambda image, key: image - mean_a
 
 
@@ -68,14 +63,13 @@ def pca_lighting(alpha_std: float = 0.1, eigval: Sequence[float] = IMAGENET_EIGV
                  eigvec: Sequence[Sequence[float]] = IMAGENET_EIGVEC) -> ImageFn:
     """The host ``pca_lighting`` (AlexNet sec. 4.1; VGG's RGB colour shift): adds ``V (alpha * l)`` to every pixel,
     ``alpha ~ N(0, alpha_std)`` per image."""
-    if float(alpha_std) < 0:
-        raise ValueError(f'pca_lighting: alpha_std must be >= 0, got {alpha_std}')
-    scaled = jnp.asarray(np.asarray(eigvec, np.float32) * np.asarray(eigval, np.float32)[None, :])
+    alpha_std, scaled = pca_lighting_args(alpha_std, eigval, eigvec)
+    scaled = jnp.asarray(scaled, jnp.float32)
 
     def fn(image: jax.Array, key: jax.Array) -> jax.Array:
         if image.shape[-1] != 3:
             raise ValueError(f'pca_lighting needs RGB images (3 channels), got shape {image.shape}')
-        alpha = float(alpha_std) * jax.random.normal(key, (3,), jnp.float32)
+        alpha = alpha_std * jax.random.normal(key, (3,), jnp.float32)
         return image + scaled @ alpha
 
     return fn
@@ -158,14 +152,7 @@ def photometric_distort(brightness: float = 32.0, contrast: float = 0.5, saturat
     ``U(-b, b)``, contrast factor ``U(1 - c, 1 + c)``, saturation factor ``U(1 - s, 1 + s)``, hue shift ``U(-h, h)``,
     in a random order per image (``random_order``) or in that order; brightness and contrast clip to [0, 255],
     saturation and hue keep each pixel's value; 0 disables a component."""
-    brightness, contrast, saturation, hue = (float(v) for v in (brightness, contrast, saturation, hue))
-    if brightness < 0:
-        raise ValueError(f'photometric_distort: brightness must be >= 0, got {brightness}')
-    for name, value in (('contrast', contrast), ('saturation', saturation)):
-        if not 0 <= value <= 1:
-            raise ValueError(f'photometric_distort: {name} must be in [0, 1], got {value}')
-    if not 0 <= hue <= 0.5:
-        raise ValueError(f'photometric_distort: hue must be in [0, 0.5], got {hue}')
+    brightness, contrast, saturation, hue = photometric_strengths(brightness, contrast, saturation, hue)
     enabled = (brightness > 0, contrast > 0, saturation > 0, hue > 0)
 
     def fn(image: jax.Array, key: jax.Array) -> jax.Array:
@@ -211,13 +198,12 @@ def get(name: str, *args, **kwargs) -> ImageFn:
 
 
 def parse(spec: str) -> ImageFn:
-    """``'op1(args)|op2|...'`` -> ``fn(image [H, W, C] float32, key) -> image``; '' is the identity."""
-    from convnets.data.ops import core  # The host ops' grammar (a spec is parsed the same way there).
-
+    """``'op1(args)|op2|...'`` (the host ops' grammar) -> ``fn(image [H, W, C] float32, key) -> image``; '' is the
+    identity."""
     if not spec.strip():
         return lambda image, key: image
     steps = [(position, zlib.crc32(name.encode()) & 0x7FFFFFFF, get(name, *args, **kwargs))
-             for position, (name, args, kwargs) in enumerate(core._calls(spec))]
+             for position, (name, args, kwargs) in enumerate(host_ops._calls(spec))]
 
     def apply(image: jax.Array, key: jax.Array) -> jax.Array:
         for position, salt, fn in steps:

@@ -134,6 +134,12 @@ def _local_batch_size(global_batch_size: int, process_index: int, process_count:
     return global_batch_size // process_count
 
 
+def device_spec(data: ConfigDict) -> str:
+    """``data.device_preprocess`` ('' when unset or blank): whether training batches carry device seeds and are
+    transformed on the devices (``convnets.data.device_ops``), decided in this one place."""
+    return str(data.get("device_preprocess", "") or "").strip()
+
+
 def _process_split(data: ConfigDict) -> str:
     mode = data.process_split
     if mode not in PROCESS_SPLITS:
@@ -243,7 +249,7 @@ def train_batches(
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(records.no_autograph(epoch))
     fn = records.example_fn(builder, data.train_preprocess, keys, bool(data.fuse_decode),
-                            device_seed=bool(data.get("device_preprocess", "").strip()))
+                            device_seed=bool(device_spec(data)))
     return _finish(ds, fn, local, data, builder, split)
 
 

@@ -88,8 +88,10 @@ class Task(abc.ABC):
                                              'shuffle_buffer', 'process_split')}}
         # The compute dtype changes the numbers; named only when not float32, so that the workdirs of runs from
         # before mixed precision existed resume as they are.
-        if data.get('device_preprocess', ''):  # Named only when set: older workdirs resume as they are.
-            out['data']['device_preprocess'] = data.device_preprocess
+        from convnets.data import pipeline
+
+        if device_spec := pipeline.device_spec(data):  # Named only when set: older workdirs resume as they are.
+            out['data']['device_preprocess'] = device_spec
         if config.get('dtype', 'float32') != 'float32':
             out['precision'] = {'dtype': config.dtype, 'loss_scale': config.get('loss_scale', 'dynamic')}
         return out
@@ -98,12 +100,12 @@ class Task(abc.ABC):
         """Raises ValueError for settings that cannot be right (before anything is built or trained)."""
         optim.validate(config.optimizer)
         precision.validate(config)
-        if config.data.get('device_preprocess', ''):
-            from convnets.data import device_ops
+        from convnets.data import device_ops, pipeline
 
-            device_ops.parse(config.data.device_preprocess)  # A ValueError names the valid ops.
+        if device_spec := pipeline.device_spec(config.data):
+            device_ops.parse(device_spec)  # A ValueError names the valid ops.
             if 'image' not in tuple(config.data.batch_keys):
-                raise ValueError(f'data.device_preprocess={config.data.device_preprocess!r} transforms the batch\'s '
+                raise ValueError(f'data.device_preprocess={device_spec!r} transforms the batch\'s '
                                  f"'image', but data.batch_keys={tuple(config.data.batch_keys)} has none: add it, or "
                                  "set --config.data.device_preprocess=''")
 

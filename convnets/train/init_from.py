@@ -28,6 +28,7 @@ from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
 from convnets import parallel, tasks
+from convnets.data import pipeline
 from convnets.train import checkpoint
 from convnets.train.state import TrainState
 from convnets.train.workdir_lock import WorkdirLock
@@ -139,7 +140,7 @@ def check_preprocessing(config: ConfigDict, meta: dict[str, Any], *, train: bool
     ops = record['preprocessing']['value_ops']
     specs = {'data.eval_preprocess': config.data.eval_preprocess}
     if train:  # The value ops may run on the devices, after the host's.
-        device = config.data.get('device_preprocess', '')
+        device = pipeline.device_spec(config.data)
         name = 'data.train_preprocess' + ('|data.device_preprocess' if device else '')
         specs[name] = '|'.join(filter(None, (config.data.train_preprocess, device)))
     for name, spec in specs.items():

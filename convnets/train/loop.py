@@ -226,11 +226,10 @@ def _train_and_evaluate(config: ConfigDict, workdir: str, devices: Sequence[jax.
     # Batches go onto the devices data.device_prefetch steps ahead of their step. The data position a checkpoint
     # records is its step (the pipeline restarts from start_step), so batches read ahead are simply read again
     # after a resume. Only the batches of this run's steps are read.
-    device_preprocess = config.data.get('device_preprocess', '')
+    device_spec = pipeline.device_spec(config.data)
     batches = par.device_batches(itertools.islice(local_batches, max(0, total_steps - start_step)),
                                  prefetch=config.data.device_prefetch,
-                                 transform=jax.jit(device_ops.batch_fn(device_preprocess)) if device_preprocess
-                                 else None)
+                                 transform=jax.jit(device_ops.batch_fn(device_spec)) if device_spec else None)
     train_step = par.compile(s.task.make_train_step(config, s.nets, s.optimizers, axis_name=parallel.AXIS,
                                                     loss_is_global=par.loss_is_global))
     plateau = optim.plateau(config.optimizer)

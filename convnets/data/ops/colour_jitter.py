@@ -26,6 +26,14 @@ def _as_matrix(values, shape: tuple[int, ...], what: str) -> np.ndarray:
     return array
 
 
+def pca_lighting_args(alpha_std, eigval, eigvec) -> tuple[float, np.ndarray]:
+    """(alpha_std, ``V diag(l)``: column i = l_i p_i) of ``pca_lighting``, checked (also for the device op)."""
+    alpha_std = float(alpha_std)
+    if alpha_std < 0:
+        raise ValueError(f"pca_lighting: alpha_std must be >= 0, got {alpha_std}")
+    return alpha_std, _as_matrix(eigvec, (3, 3), "eigvec") * _as_matrix(eigval, (3,), "eigval")[None, :]
+
+
 @register("pca_lighting")
 def pca_lighting(
     alpha_std: float = 0.1,
@@ -43,10 +51,7 @@ def pca_lighting(
     shift has covariance ``alpha_std**2 * V diag(l)**2 V^T``.
     This is also VGG's "random RGB colour shift" (sec 3.1), registered as ``rgb_colour_shift``.
     """
-    alpha_std = float(alpha_std)
-    if alpha_std < 0:
-        raise ValueError(f"pca_lighting: alpha_std must be >= 0, got {alpha_std}")
-    scaled = _as_matrix(eigvec, (3, 3), "eigvec") * _as_matrix(eigval, (3,), "eigval")[None, :]
+    alpha_std, scaled = pca_lighting_args(alpha_std, eigval, eigvec)
     scaled = tf.constant(scaled, tf.float32)  # column i = l_i p_i
 
     def fn(features: Features, seed: tf.Tensor) -> Features:
@@ -63,6 +68,19 @@ def pca_lighting(
 register("rgb_colour_shift")(pca_lighting)
 
 PHOTOMETRIC_COMPONENTS = ("brightness", "contrast", "saturation", "hue")
+
+
+def photometric_strengths(brightness, contrast, saturation, hue) -> tuple[float, float, float, float]:
+    """The four strengths of ``photometric_distort`` as floats, checked (also for the device op)."""
+    brightness, contrast, saturation, hue = (float(v) for v in (brightness, contrast, saturation, hue))
+    if brightness < 0:
+        raise ValueError(f"photometric_distort: brightness must be >= 0, got {brightness}")
+    for name, value in (("contrast", contrast), ("saturation", saturation)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"photometric_distort: {name} must be in [0, 1], got {value}")
+    if not 0 <= hue <= 0.5:
+        raise ValueError(f"photometric_distort: hue must be in [0, 0.5], got {hue}")
+    return brightness, contrast, saturation, hue
 
 
 @register("photometric_distort")
@@ -91,14 +109,7 @@ def photometric_distort(
     disables a component; all four 0 is the identity (cast to float32). Saturation and hue need RGB
     images (3 static channels).
     """
-    brightness, contrast, saturation, hue = (float(v) for v in (brightness, contrast, saturation, hue))
-    if brightness < 0:
-        raise ValueError(f"photometric_distort: brightness must be >= 0, got {brightness}")
-    for name, value in (("contrast", contrast), ("saturation", saturation)):
-        if not 0 <= value <= 1:
-            raise ValueError(f"photometric_distort: {name} must be in [0, 1], got {value}")
-    if not 0 <= hue <= 0.5:
-        raise ValueError(f"photometric_distort: hue must be in [0, 0.5], got {hue}")
+    brightness, contrast, saturation, hue = photometric_strengths(brightness, contrast, saturation, hue)
     enabled = [brightness > 0, contrast > 0, saturation > 0, hue > 0]
 
     def clip(x):
