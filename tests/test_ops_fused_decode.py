@@ -111,6 +111,21 @@ def test_fused_chain_equals_unfused_chain_for_the_same_seeds():
     assert len(images) == len(pairs)
 
 
+def test_fused_decode_takes_the_ops_arguments_as_given():
+    """The fused op binds inception_crop's own signature: positional and keyword arguments, non-default values."""
+    spec = "decode(3)|inception_crop((24, 32), 0.3, 0.9, ratio_max=1.2, max_attempts=3, antialias=True)"
+    fused, unfused = ops.parse(spec), ops.parse(spec, fuse_decode=False)
+    encoded = tf.constant(IMAGES[0][1])
+    for s in range(3):
+        seed = tf.constant([4, s], tf.int64)
+        a = fused({"image": encoded}, seed)["image"].numpy()
+        b = unfused(ops.get("decode", 3)({"image": encoded}, seed), seed)["image"].numpy()
+        assert a.shape == (24, 32, 3)
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="inception_crop"):
+        ops.parse("decode(3)|inception_crop(24, bogus=1)")
+
+
 def test_fusion_rules_of_the_parser():
     assert ops.fused_decodes(CHAIN) == {"image": 3}
     assert ops.fused_decodes("decode|inception_crop(224)") == {"image": None}

@@ -6,6 +6,7 @@ for all frames) under ``key``; boxes follow (see ``convnets.data.ops.boxes``).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -158,23 +159,16 @@ def inception_crop(
 
 
 @register_fused_decode("inception_crop")
-def inception_crop_fused(
-    channels: int | None,
-    size: int | Sequence[int],
-    area_min: float = 0.08,
-    area_max: float = 1.0,
-    ratio_min: float = 3 / 4,
-    ratio_max: float = 4 / 3,
-    max_attempts: int = 10,
-    antialias: bool = False,
-    *,
-    key: str = "image",
-    boxes_key: str | None = None,
-) -> OpFn:
-    """``decode(channels)|inception_crop(...)`` for one ENCODED image: the box is drawn from the encoded image's
-    shape (``tf.io.extract_jpeg_shape``), with the same seed, and only the box is decoded (``decode_window``)."""
-    out_hw, box_args, boxes_key = _inception_args(size, area_min, area_max, ratio_min, ratio_max, max_attempts,
-                                                  key, boxes_key)
+def inception_crop_fused(channels: int | None, *args, **kwargs) -> OpFn:
+    """``decode(channels)|inception_crop(*args, **kwargs)`` for one ENCODED image: the box is drawn from the encoded
+    image's shape (``tf.io.extract_jpeg_shape``), with the same seed, and only the box is decoded
+    (``decode_window``). The arguments are ``inception_crop``'s, bound to its signature (one set of defaults)."""
+    bound = inspect.signature(inception_crop).bind(*args, **kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    key, antialias = a["key"], a["antialias"]
+    out_hw, box_args, boxes_key = _inception_args(a["size"], a["area_min"], a["area_max"], a["ratio_min"],
+                                                  a["ratio_max"], a["max_attempts"], key, a["boxes_key"])
 
     def fn(features: Features, seed: tf.Tensor) -> Features:
         encoded = read(features, key, "inception_crop")
